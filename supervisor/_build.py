@@ -1,0 +1,429 @@
+"""cffi build script for ``supervisor._native``: every kernel and libseccomp call the project makes.
+
+Constants come from the C compiler (``#define NAME ...`` in the cdef) so nothing is hand-typed,
+except where Debian 12's Linux 6.1 headers are older than the kernel we run on (marked below).
+The few C helpers in ``SOURCE`` exist where one C call is safer or much cheaper than several
+Python-level calls: the per-thread credential switch, the ID_VALID-bracketed memory read and the
+fork/exec of a target that must not run any Python after its filter is installed.
+"""
+
+from cffi import FFI
+
+CDEF = r"""
+/* ---- seccomp(2) and the notification structs (linux/seccomp.h) ---- */
+#define SECCOMP_SET_MODE_FILTER ...
+#define SECCOMP_GET_ACTION_AVAIL ...
+#define SECCOMP_GET_NOTIF_SIZES ...
+#define SECCOMP_FILTER_FLAG_TSYNC ...
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER ...
+#define SECCOMP_FILTER_FLAG_TSYNC_ESRCH ...
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ...
+#define SECCOMP_USER_NOTIF_FLAG_CONTINUE ...
+#define SECCOMP_ADDFD_FLAG_SETFD ...
+#define SECCOMP_ADDFD_FLAG_SEND ...
+#define SECCOMP_IOCTL_NOTIF_RECV ...
+#define SECCOMP_IOCTL_NOTIF_SEND ...
+#define SECCOMP_IOCTL_NOTIF_ID_VALID ...
+#define SECCOMP_IOCTL_NOTIF_ADDFD ...
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS ...
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP ...
+
+struct seccomp_data {
+    int nr;
+    uint32_t arch;
+    uint64_t instruction_pointer;
+    uint64_t args[6];
+};
+struct seccomp_notif_sizes {
+    uint16_t seccomp_notif;
+    uint16_t seccomp_notif_resp;
+    uint16_t seccomp_data;
+};
+struct seccomp_notif {
+    uint64_t id;
+    uint32_t pid;
+    uint32_t flags;
+    struct seccomp_data data;
+};
+
+struct sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
+
+/* ---- open_how (linux/openat2.h) ---- */
+struct open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+#define RESOLVE_NO_XDEV ...
+#define RESOLVE_NO_MAGICLINKS ...
+#define RESOLVE_NO_SYMLINKS ...
+#define RESOLVE_BENEATH ...
+#define RESOLVE_IN_ROOT ...
+#define RESOLVE_CACHED ...
+
+/* ---- libseccomp (seccomp.h) ---- */
+typedef void *scmp_filter_ctx;
+enum scmp_compare { SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE,
+                    SCMP_CMP_GT, SCMP_CMP_MASKED_EQ, ... };
+enum scmp_filter_attr { SCMP_FLTATR_ACT_DEFAULT, SCMP_FLTATR_ACT_BADARCH, SCMP_FLTATR_CTL_NNP,
+                        SCMP_FLTATR_CTL_TSYNC, SCMP_FLTATR_API_SYSRAWRC, ... };
+struct scmp_arg_cmp { unsigned int arg; enum scmp_compare op; uint64_t datum_a; uint64_t datum_b; };
+#define SCMP_ARCH_NATIVE ...
+#define SCMP_ARCH_X86_64 ...
+#define SCMP_ARCH_X86 ...
+#define SCMP_ACT_KILL_PROCESS ...
+#define SCMP_ACT_ALLOW ...
+#define SCMP_ACT_NOTIFY ...
+#define SCMP_ACT_LOG ...
+#define __NR_SCMP_ERROR ...
+
+scmp_filter_ctx seccomp_init(uint32_t def_action);
+void seccomp_release(scmp_filter_ctx ctx);
+int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+int seccomp_arch_exist(const scmp_filter_ctx ctx, uint32_t arch_token);
+uint32_t seccomp_arch_native(void);
+int seccomp_attr_set(scmp_filter_ctx ctx, enum scmp_filter_attr attr, uint32_t value);
+int seccomp_syscall_resolve_name(const char *name);
+int seccomp_syscall_resolve_name_arch(uint32_t arch_token, const char *name);
+char *seccomp_syscall_resolve_num_arch(uint32_t arch_token, int num);
+int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
+                           unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
+int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
+uint32_t sv_act_errno(int err);
+void free(void *ptr);
+
+/* ---- the listener ioctls, one C call each (helpers below) ---- */
+int sv_notif_recv(int fd, struct seccomp_notif *n);
+int sv_notif_send(int fd, uint64_t id, int64_t val, int32_t error, uint32_t flags);
+int sv_notif_id_valid(int fd, uint64_t id);
+int sv_notif_addfd(int fd, uint64_t id, uint32_t flags, uint32_t srcfd, uint32_t newfd,
+                   uint32_t newfd_flags);
+int sv_notif_set_flags(int fd, uint64_t flags);
+int sv_seccomp(unsigned int op, unsigned int flags, void *args);
+
+/* ---- pidfd ---- */
+int sv_pidfd_open(int pid, unsigned int flags);
+int sv_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
+int sv_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
+
+/* ---- target memory, bracketed by ID_VALID ---- */
+long sv_read_checked(int listener, uint64_t id, int pid, uint64_t addr, void *buf, size_t len);
+long sv_read_string_checked(int listener, uint64_t id, int pid, uint64_t addr, char *buf,
+                            size_t maxlen);
+
+/* ---- openat2 ---- */
+int sv_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+
+/* ---- per-thread credentials ---- */
+struct sv_creds {
+    uint32_t fsuid;
+    uint32_t fsgid;
+    int ngroups;
+    uint32_t groups[256];
+    uint32_t cap_effective[2];
+    uint32_t cap_permitted[2];
+    uint32_t cap_inheritable[2];
+};
+#define SV_MAX_GROUPS ...
+int sv_creds_get(struct sv_creds *out);
+int sv_creds_enter(const struct sv_creds *want, struct sv_creds *saved);
+void sv_creds_leave(const struct sv_creds *saved);
+
+/* ---- launcher ---- */
+struct sv_spawn_error { int stage; int err; };
+#define SV_STAGE_NNP ...
+#define SV_STAGE_SECCOMP ...
+#define SV_STAGE_EXEC ...
+#define SV_STAGE_GO ...
+int sv_spawn(const char *file, char *const argv[], char *const envp[],
+             const struct sock_filter *filter, unsigned short filter_len,
+             unsigned int seccomp_flags, int go_fd, int err_fd);
+"""
+
+SOURCE = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/fsuid.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+
+/* Newer than Debian 12's Linux 6.1 headers (values from include/uapi/linux/seccomp.h). */
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+#define SV_MAX_GROUPS 256
+#define SV_STAGE_NNP 1
+#define SV_STAGE_SECCOMP 2
+#define SV_STAGE_EXEC 3
+#define SV_STAGE_GO 4
+
+struct sv_creds {
+    uint32_t fsuid;
+    uint32_t fsgid;
+    int ngroups;
+    uint32_t groups[SV_MAX_GROUPS];
+    uint32_t cap_effective[2];
+    uint32_t cap_permitted[2];
+    uint32_t cap_inheritable[2];
+};
+struct sv_spawn_error { int stage; int err; };
+
+uint32_t sv_act_errno(int err) { return SCMP_ACT_ERRNO(err); }
+
+/* RECV needs a zeroed struct every time, or the kernel answers EINVAL. */
+int sv_notif_recv(int fd, struct seccomp_notif *n) {
+    memset(n, 0, sizeof(*n));
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, n);
+}
+
+int sv_notif_send(int fd, uint64_t id, int64_t val, int32_t error, uint32_t flags) {
+    struct seccomp_notif_resp r;
+    memset(&r, 0, sizeof(r));
+    r.id = id; r.val = val; r.error = error; r.flags = flags;
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &r);
+}
+
+int sv_notif_id_valid(int fd, uint64_t id) {
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id);
+}
+
+int sv_notif_addfd(int fd, uint64_t id, uint32_t flags, uint32_t srcfd, uint32_t newfd,
+                   uint32_t newfd_flags) {
+    struct seccomp_notif_addfd a;
+    memset(&a, 0, sizeof(a));
+    a.id = id; a.flags = flags; a.srcfd = srcfd; a.newfd = newfd; a.newfd_flags = newfd_flags;
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+}
+
+/* SET_FLAGS takes the flags by value, not through a pointer. */
+int sv_notif_set_flags(int fd, uint64_t flags) {
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags);
+}
+
+int sv_seccomp(unsigned int op, unsigned int flags, void *args) {
+    return syscall(SYS_seccomp, op, flags, args);
+}
+
+int sv_pidfd_open(int pid, unsigned int flags) { return syscall(SYS_pidfd_open, pid, flags); }
+int sv_pidfd_getfd(int pidfd, int targetfd, unsigned int flags) {
+    return syscall(SYS_pidfd_getfd, pidfd, targetfd, flags);
+}
+int sv_pidfd_send_signal(int pidfd, int sig, unsigned int flags) {
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, flags);
+}
+
+int sv_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = flags; how.mode = mode; how.resolve = resolve;
+    return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/* Reads len bytes of the target's memory. The id is checked before and after the read: if it is
+   still valid afterwards, the thread was alive all along, so its pid was not reused and the bytes
+   are from the process that made the syscall. Returns the count, or -errno (ENOENT: the
+   notification is gone; EFAULT: unmapped). */
+long sv_read_checked(int listener, uint64_t id, int pid, uint64_t addr, void *buf, size_t len) {
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) return -ENOENT;
+    size_t done = 0;
+    while (done < len) {
+        struct iovec local = { (char *)buf + done, len - done };
+        struct iovec remote = { (void *)(uintptr_t)(addr + done), len - done };
+        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (n < 0) return errno == ESRCH ? -ENOENT : -EFAULT;
+        if (n == 0) return -EFAULT;
+        done += (size_t)n;
+    }
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) return -ENOENT;
+    return (long)done;
+}
+
+/* Reads a NUL-terminated string of at most maxlen-1 bytes, one page at a time so that a string
+   ending just before an unmapped page is still read. Returns its length, or -errno: ENOENT (the
+   notification is gone), EFAULT (unmapped), ENAMETOOLONG (no NUL within maxlen-1 bytes). */
+long sv_read_string_checked(int listener, uint64_t id, int pid, uint64_t addr, char *buf,
+                            size_t maxlen) {
+    if (addr == 0) return -EFAULT;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) return -ENOENT;
+    size_t done = 0;
+    long result = -ENAMETOOLONG;
+    while (done < maxlen) {
+        uint64_t here = addr + done;
+        size_t chunk = 4096 - (here & 4095);
+        if (chunk > maxlen - done) chunk = maxlen - done;
+        struct iovec local = { buf + done, chunk };
+        struct iovec remote = { (void *)(uintptr_t)here, chunk };
+        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (n < 0) { result = errno == ESRCH ? -ENOENT : -EFAULT; break; }
+        if (n == 0) { result = -EFAULT; break; }
+        char *nul = memchr(buf + done, 0, (size_t)n);
+        if (nul) { result = nul - buf; break; }
+        done += (size_t)n;
+    }
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) return -ENOENT;
+    return result;
+}
+
+/* ---- credentials of the calling thread only ----
+   glibc's setgroups()/setuid() change every thread of the process; the raw syscalls change only
+   the caller, which is what an emulated operation needs. */
+static int raw_capget(uint32_t eff[2], uint32_t prm[2], uint32_t inh[2]) {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) < 0) return -1;
+    for (int i = 0; i < 2; i++) { eff[i] = d[i].effective; prm[i] = d[i].permitted;
+                                  inh[i] = d[i].inheritable; }
+    return 0;
+}
+
+static int raw_capset(const uint32_t eff[2], const uint32_t prm[2], const uint32_t inh[2]) {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    for (int i = 0; i < 2; i++) { d[i].effective = eff[i]; d[i].permitted = prm[i];
+                                  d[i].inheritable = inh[i]; }
+    return syscall(SYS_capset, &h, d);
+}
+
+int sv_creds_get(struct sv_creds *out) {
+    memset(out, 0, sizeof(*out));
+    out->fsuid = (uint32_t)syscall(SYS_setfsuid, -1);
+    out->fsgid = (uint32_t)syscall(SYS_setfsgid, -1);
+    gid_t groups[SV_MAX_GROUPS];
+    long n = syscall(SYS_getgroups, SV_MAX_GROUPS, groups);
+    if (n < 0) return -1;
+    out->ngroups = (int)n;
+    for (long i = 0; i < n; i++) out->groups[i] = groups[i];
+    return raw_capget(out->cap_effective, out->cap_permitted, out->cap_inheritable);
+}
+
+/* Restores what sv_creds_enter saved. A thread that cannot get its own credentials back must not
+   go on serving other targets with someone else's: abort, so that the supervisor dies and every
+   notified syscall fails closed (ENOSYS). */
+void sv_creds_leave(const struct sv_creds *saved) {
+    gid_t groups[SV_MAX_GROUPS];
+    for (int i = 0; i < saved->ngroups; i++) groups[i] = saved->groups[i];
+    if (raw_capset(saved->cap_permitted, saved->cap_permitted, saved->cap_inheritable) < 0)
+        abort();
+    syscall(SYS_setfsuid, saved->fsuid);
+    syscall(SYS_setfsgid, saved->fsgid);
+    if (syscall(SYS_setgroups, saved->ngroups, groups) < 0) abort();
+    if (raw_capset(saved->cap_effective, saved->cap_permitted, saved->cap_inheritable) < 0)
+        abort();
+    if ((uint32_t)syscall(SYS_setfsuid, -1) != saved->fsuid) abort();
+    if ((uint32_t)syscall(SYS_setfsgid, -1) != saved->fsgid) abort();
+}
+
+/* Takes the target's fsuid, fsgid, supplementary groups and effective capabilities (never more
+   than this thread is permitted) on the calling thread. On failure everything is restored and -1
+   is returned with errno set. */
+int sv_creds_enter(const struct sv_creds *want, struct sv_creds *saved) {
+    if (want->ngroups < 0 || want->ngroups > SV_MAX_GROUPS) { errno = EINVAL; return -1; }
+    if (sv_creds_get(saved) < 0) return -1;
+    gid_t groups[SV_MAX_GROUPS];
+    for (int i = 0; i < want->ngroups; i++) groups[i] = want->groups[i];
+    if (syscall(SYS_setgroups, want->ngroups, groups) < 0) {
+        int e = errno;
+        /* Without CAP_SETGID we can only go on if the groups already match. */
+        int same = saved->ngroups == want->ngroups;
+        for (int i = 0; same && i < want->ngroups; i++) same = saved->groups[i] == want->groups[i];
+        if (!same) { errno = e; return -1; }
+    }
+    syscall(SYS_setfsgid, want->fsgid);
+    syscall(SYS_setfsuid, want->fsuid);
+    if ((uint32_t)syscall(SYS_setfsuid, -1) != want->fsuid ||
+        (uint32_t)syscall(SYS_setfsgid, -1) != want->fsgid) {
+        sv_creds_leave(saved); errno = EPERM; return -1;
+    }
+    uint32_t eff[2];
+    for (int i = 0; i < 2; i++) eff[i] = want->cap_effective[i] & saved->cap_permitted[i];
+    if (raw_capset(eff, saved->cap_permitted, saved->cap_inheritable) < 0) {
+        int e = errno; sv_creds_leave(saved); errno = e; return -1;
+    }
+    return 0;
+}
+
+/* ---- launcher child ----
+   The child runs only async-signal-safe C between fork and exec: once its filter is installed,
+   any syscall it makes may be notified, and Python would make many. It waits on go_fd until the
+   parent has taken the listener with pidfd_getfd (read must not be notified by the filter), then
+   execs. Failures are reported on err_fd (close-on-exec) as a struct sv_spawn_error. */
+static void report(int err_fd, int stage, int err) {
+    struct sv_spawn_error e = { stage, err };
+    ssize_t w = write(err_fd, &e, sizeof(e));
+    (void)w;
+}
+
+int sv_spawn(const char *file, char *const argv[], char *const envp[],
+             const struct sock_filter *filter, unsigned short filter_len,
+             unsigned int seccomp_flags, int go_fd, int err_fd) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;  /* parent, or -1 */
+
+    /* Python ignores SIGPIPE and SIGXFSZ; a program expects the defaults. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sig, &sa, NULL);
+    }
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGXFSZ, &sa, NULL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) { report(err_fd, SV_STAGE_NNP, errno); _exit(125); }
+    struct sock_fprog prog = { filter_len, (struct sock_filter *)filter };
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, seccomp_flags, &prog);
+    if (fd < 0 && errno == EINVAL && (seccomp_flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV))
+        fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                     seccomp_flags & ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
+    if (fd < 0) { report(err_fd, SV_STAGE_SECCOMP, errno); _exit(125); }
+
+    char go;
+    ssize_t r;
+    do { r = read(go_fd, &go, 1); } while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(125);  /* the parent died or gave up: never run unsupervised */
+
+    execvpe(file, argv, envp);
+    int e = errno;
+    report(err_fd, SV_STAGE_EXEC, e);
+    _exit(e == ENOENT ? 127 : 126);
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source("supervisor._native", SOURCE, libraries=["seccomp"])
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=False)
