@@ -1,0 +1,60 @@
+"""Reading the target's memory, each read bracketed by ID_VALID checks.
+
+process_vm_readv(2) is used rather than /proc/TID/mem: one syscall instead of open, pread and
+close, with the same access check (PTRACE_MODE_ATTACH_REALCREDS). The notification id is checked
+before and after the read (inside one C call, ``sv_read_*_checked``): if it is still valid after
+the read, the thread was alive throughout, so the tid was not reused and the bytes came from the
+process that made the syscall. The bytes are still untrusted input: the target may change them
+the moment we have read them, which is why allows never resume a syscall whose pointer arguments
+were inspected (see ``supervisor.loop``).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from supervisor._native import ffi, lib
+
+PATH_MAX = 4096
+
+
+class TargetGone(Exception):
+    """The notification is no longer valid: the thread was killed or its syscall interrupted."""
+
+
+class TargetMemoryError(OSError):
+    """The target passed a pointer we cannot read (EFAULT) or a string too long
+    (ENAMETOOLONG). The errno is what the target should get."""
+
+
+class MemoryReader:
+    """Reads for one listener. Keeps one scratch buffer, so it is not shared between threads."""
+
+    def __init__(self, listener_fd: int) -> None:
+        self._listener = listener_fd
+        self._buf = ffi.new("char[]", PATH_MAX)
+
+    def _fail(self, ret: int) -> None:
+        if ret == -errno.ENOENT:
+            raise TargetGone()
+        raise TargetMemoryError(-ret, "cannot read target memory" if ret == -errno.EFAULT
+                                else "path too long")
+
+    def read_string(self, notif_id: int, tid: int, addr: int, maxlen: int = PATH_MAX) -> bytes:
+        """A NUL-terminated string of at most ``maxlen - 1`` bytes, without the NUL."""
+        maxlen = min(maxlen, PATH_MAX)
+        ret = lib.sv_read_string_checked(self._listener, notif_id, tid, addr, self._buf, maxlen)
+        if ret < 0:
+            self._fail(ret)
+        return bytes(ffi.buffer(self._buf, ret))
+
+    def read_bytes(self, notif_id: int, tid: int, addr: int, length: int) -> bytes:
+        """Exactly ``length`` bytes (a struct). EFAULT if any of them is unmapped."""
+        if length > PATH_MAX:
+            raise TargetMemoryError(errno.E2BIG, "struct too large")
+        if length == 0:
+            return b""
+        ret = lib.sv_read_checked(self._listener, notif_id, tid, addr, self._buf, length)
+        if ret < 0:
+            self._fail(ret)
+        return bytes(ffi.buffer(self._buf, ret))

@@ -1,0 +1,190 @@
+"""The seccomp user-notification listener fd: receive, validate, answer.
+
+What this module relies on (seccomp_unotify(2), kernel/seccomp.c, checked on Linux 6.18):
+
+* ``SECCOMP_IOCTL_NOTIF_RECV`` must be given a zeroed ``struct seccomp_notif`` every time, or the
+  kernel answers EINVAL; the C helper ``sv_notif_recv`` clears it. RECV *blocks* while nothing is
+  pending, so we only call it after poll(2) says the fd is readable (POLLIN). Once every task
+  that uses the filter is gone the fd polls POLLHUP; RECV would then block for ever, so HUP without
+  IN means "done".
+* A notification id stays valid while the thread that made the syscall waits for our answer.
+  ``ID_VALID`` fails with ENOENT once the thread was killed or its syscall interrupted. Because a
+  thread cannot die and come back, "valid before and after" means the tid named in the
+  notification still is that thread, whatever pid reuse happened elsewhere.
+* ``SEND`` fails with ENOENT in the same cases: not an error of ours, the target went away or a
+  signal interrupted the syscall (with SA_RESTART it is restarted and notified again).
+* ``SECCOMP_USER_NOTIF_FLAG_CONTINUE`` resumes the syscall as issued. It is only safe when the
+  decision did not depend on memory the target can still change; see ``supervisor.loop``.
+* ``ADDFD`` with ``SECCOMP_ADDFD_FLAG_SEND`` installs an fd in the target and answers the syscall
+  with its number in one step, so an interrupted target never leaks the fd.
+* ``SET_FLAGS`` takes its flags *by value* (a pointer gives EINVAL). Its only flag,
+  ``SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`` (Linux 6.6), makes the target and supervisor hand the
+  CPU to each other directly; it cuts the round trip several-fold on this machine.
+* When the last copy of the listener fd is closed, waiting and future notified syscalls fail with
+  ENOSYS: the filter fails closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from dataclasses import dataclass
+from enum import Enum
+
+import trio
+
+from supervisor._native import ffi, lib
+from supervisor.kernel._errors import check
+
+FLAG_CONTINUE = lib.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+ADDFD_FLAG_SEND = lib.SECCOMP_ADDFD_FLAG_SEND
+O_CLOEXEC = os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notified syscall, as the kernel reported it. ``pid`` is the thread's id."""
+
+    id: int
+    pid: int
+    nr: int
+    arch: int
+    ip: int
+    args: tuple[int, int, int, int, int, int]
+
+
+class Readiness(Enum):
+    PENDING = "pending"  # at least one notification can be received
+    IDLE = "idle"  # nothing pending, targets still alive
+    GONE = "gone"  # POLLHUP: every task using the filter has exited
+
+
+class ListenerFd:
+    """Owns one listener fd. After ``close()`` the number is forgotten, so a reused fd number is
+    never touched by mistake."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._notif = ffi.new("struct seccomp_notif *")
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+        self.sync_wakeup = False
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError("listener fd is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        self._poll.unregister(fd)
+        try:
+            trio.lowlevel.notify_closing(fd)
+        except RuntimeError:  # not inside trio.run: nobody can be waiting on it
+            pass
+        os.close(fd)
+
+    def __enter__(self) -> ListenerFd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def enable_sync_wakeup(self) -> bool:
+        """Ask for SYNC_WAKE_UP; False (and nothing changed) on kernels without it."""
+        if lib.sv_notif_set_flags(self.fileno(), lib.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0:
+            if ffi.errno in (errno.EINVAL, errno.ENOTTY):
+                return False
+            check(-1)
+        self.sync_wakeup = True
+        return True
+
+    # -- receiving --------------------------------------------------------------------------
+    def readiness(self) -> Readiness:
+        """Non-blocking poll(2); cheaper than going back to the event loop after each reply."""
+        events = self._poll.poll(0)
+        if not events:
+            return Readiness.IDLE
+        revents = events[0][1]
+        if revents & select.POLLIN:
+            return Readiness.PENDING
+        return Readiness.GONE
+
+    async def wait_readable(self) -> None:
+        await trio.lowlevel.wait_readable(self.fileno())
+
+    def recv(self) -> Notification | None:
+        """Receive one pending notification; None when it vanished before we took it (the target
+        was killed between poll and RECV)."""
+        n = self._notif
+        if lib.sv_notif_recv(self.fileno(), n) < 0:
+            if ffi.errno in (errno.ENOENT, errno.EINTR):
+                return None
+            check(-1)
+        a = n.data.args
+        return Notification(
+            n.id, n.pid, n.data.nr, n.data.arch, n.data.instruction_pointer,
+            (a[0], a[1], a[2], a[3], a[4], a[5]),
+        )
+
+    # -- validating ---------------------------------------------------------------------------
+    def id_valid(self, notif_id: int) -> bool:
+        return lib.sv_notif_id_valid(self.fileno(), notif_id) == 0
+
+    # -- answering: each returns False when the target is gone (ENOENT), True when answered ----
+    def _sent(self, ret: int) -> bool:
+        if ret < 0:
+            if ffi.errno == errno.ENOENT:
+                return False
+            check(-1)
+        return True
+
+    def send_value(self, notif_id: int, value: int) -> bool:
+        """The syscall returns ``value`` without running."""
+        return self._sent(lib.sv_notif_send(self.fileno(), notif_id, value, 0, 0))
+
+    def send_error(self, notif_id: int, err: int) -> bool:
+        """The syscall fails with errno ``err`` without running."""
+        return self._sent(lib.sv_notif_send(self.fileno(), notif_id, 0, -err, 0))
+
+    def send_continue(self, notif_id: int) -> bool:
+        """Resume the syscall as issued. Only for decisions that read no target memory."""
+        return self._sent(lib.sv_notif_send(self.fileno(), notif_id, 0, 0, FLAG_CONTINUE))
+
+    def send_fd(self, notif_id: int, srcfd: int, *, cloexec: bool) -> int | None:
+        """Install our ``srcfd`` in the target and answer with its number, atomically.
+        Returns the target's fd number, or None when the target is gone."""
+        flags = O_CLOEXEC if cloexec else 0
+        ret = lib.sv_notif_addfd(self.fileno(), notif_id, ADDFD_FLAG_SEND, srcfd, 0, flags)
+        if ret < 0:
+            if ffi.errno == errno.ENOENT:
+                return None
+            check(-1)
+        return int(ret)
+
+
+def notif_sizes() -> tuple[int, int, int]:
+    """The kernel's sizes of seccomp_notif, seccomp_notif_resp and seccomp_data."""
+    sizes = ffi.new("struct seccomp_notif_sizes *")
+    check(lib.sv_seccomp(lib.SECCOMP_GET_NOTIF_SIZES, 0, sizes))
+    return sizes.seccomp_notif, sizes.seccomp_notif_resp, sizes.seccomp_data
+
+
+def check_notif_sizes() -> None:
+    """Refuse to run on a kernel whose structs are smaller than the ones we were built with (we
+    would read fields it never wrote)."""
+    notif, resp, data = notif_sizes()
+    ours = (ffi.sizeof("struct seccomp_notif"), 24, ffi.sizeof("struct seccomp_data"))
+    if notif < ours[0] or resp < ours[1] or data < ours[2]:
+        raise OSError(
+            errno.EINVAL,
+            f"kernel seccomp notification sizes {(notif, resp, data)} differ from ours {ours}",
+        )

@@ -1,0 +1,135 @@
+"""Start a command under a seccomp filter and take its listener fd.
+
+The child is forked in C (``sv_spawn``): between installing its filter and exec it must run
+nothing but a few async-signal-safe calls, since any syscall it makes may now be notified, and no
+one holds the listener yet. It sets no_new_privs, installs the filter with NEW_LISTENER (and
+WAIT_KILLABLE_RECV where the kernel has it) and blocks reading a pipe. The parent finds the
+listener among the child's fds (``anon_inode:seccomp notify``) and copies it with pidfd_getfd, as
+runc does, so the child never has to send it (a notified sendmsg would deadlock). Only then does
+the parent let the child exec: the listener is close-on-exec, so exec before we hold a copy would
+leave the target with no supervisor (ENOSYS on its first notified syscall).
+
+Exec failures come back on a close-on-exec pipe as (stage, errno); the supervisor reads it while
+it already serves notifications, because exec itself may be a notified syscall.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+from supervisor._native import ffi, lib
+from supervisor.kernel.pidfd import pidfd_getfd, pidfd_open
+from supervisor.kernel.seccomp import ListenerFd
+
+EXIT_LAUNCHER_FAILED = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+_ERROR = struct.Struct("ii")
+_LISTENER_LINK = "anon_inode:seccomp notify"
+_STAGES = {
+    lib.SV_STAGE_NNP: "cannot set no_new_privs",
+    lib.SV_STAGE_SECCOMP: "cannot install the seccomp filter",
+    lib.SV_STAGE_EXEC: "cannot execute",
+}
+
+
+class LaunchError(Exception):
+    """The command could not be started; ``exit_code`` is what `run` exits with."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Launched:
+    pid: int
+    pidfd: int
+    listener: ListenerFd
+    exec_status_fd: int  # EOF: exec succeeded; 8 bytes: (stage, errno) of a failure
+
+
+def exec_failure(data: bytes, command: str) -> LaunchError:
+    """Turn the child's failure report into the error `run` exits with."""
+    stage, err = _ERROR.unpack(data[: _ERROR.size])
+    what = _STAGES.get(stage, "failed")
+    if stage == lib.SV_STAGE_EXEC:
+        code = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_CANNOT_EXECUTE
+        reason = "command not found" if err == errno.ENOENT else os.strerror(err)
+        return LaunchError(code, f"{command}: {reason}")
+    return LaunchError(EXIT_LAUNCHER_FAILED, f"{what}: {os.strerror(err)}")
+
+
+def _find_listener(pid: int, err_r: int, timeout: float) -> int:
+    """Wait until the child has installed its filter; return the listener's fd number there."""
+    deadline = time.monotonic() + timeout
+    fd_dir = f"/proc/{pid}/fd"
+    delay = 0.0001
+    while True:
+        try:
+            data = os.read(err_r, _ERROR.size)
+        except BlockingIOError:
+            data = None
+        if data:
+            raise exec_failure(data, "")
+        if data == b"":
+            raise LaunchError(EXIT_LAUNCHER_FAILED, "the child exited before installing its filter")
+        for name in os.listdir(fd_dir):
+            try:
+                if os.readlink(f"{fd_dir}/{name}") == _LISTENER_LINK:
+                    return int(name)
+            except FileNotFoundError:
+                continue
+        if time.monotonic() > deadline:
+            raise LaunchError(EXIT_LAUNCHER_FAILED, "timed out waiting for the child's filter")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def launch(argv: list[str], program: bytes, *, env: dict[str, str] | None = None,
+           timeout: float = 10.0) -> Launched:
+    """Fork ``argv`` under the BPF ``program``; return once we hold its listener and have let it
+    exec. Raises LaunchError (exit code 125) when the launcher itself fails."""
+    if not argv:
+        raise LaunchError(EXIT_LAUNCHER_FAILED, "no command given")
+    environ = os.environ if env is None else env
+    c_args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+    c_argv = ffi.new("char *[]", [*c_args, ffi.NULL])
+    c_envs = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in environ.items()]
+    c_envp = ffi.new("char *[]", [*c_envs, ffi.NULL])
+    c_prog = ffi.from_buffer("struct sock_filter[]", program)
+    n_insns = len(program) // 8
+    flags = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER | lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = lib.sv_spawn(c_args[0], c_argv, c_envp, c_prog, n_insns, flags, go_r, err_w)
+    os.close(go_r)
+    os.close(err_w)
+    if pid < 0:
+        e = ffi.errno
+        os.close(go_w)
+        os.close(err_r)
+        raise LaunchError(EXIT_LAUNCHER_FAILED, f"fork failed: {os.strerror(e)}")
+    pidfd = -1
+    try:
+        pidfd = pidfd_open(pid)
+        os.set_blocking(err_r, False)
+        child_fd = _find_listener(pid, err_r, timeout)
+        listener = ListenerFd(pidfd_getfd(pidfd, child_fd))
+        os.write(go_w, b"g")
+    except BaseException:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        if pidfd >= 0:
+            os.close(pidfd)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(go_w)
+    return Launched(pid=pid, pidfd=pidfd, listener=listener, exec_status_fd=err_r)

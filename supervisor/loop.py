@@ -1,0 +1,436 @@
+"""The supervisor loop: receive → read arguments → resolve paths → decide → act → reply.
+
+One ``Supervisor`` serves one listener fd (one filter: a target and all its descendants).
+
+How a decision becomes a reply (the one place that does it, ``_act``):
+
+* deny → the syscall fails with the rule's errno; kill → SIGKILL to the target process through a
+  pidfd, then an error reply (which the dying target never sees).
+* allow or log, decided by argument *values* only → ``CONTINUE``: nothing the target can still
+  change was looked at.
+* allow or log after *inspecting* pointer arguments (``Decision.inspected``) → never CONTINUE
+  (the target could rewrite the path between our check and the kernel's read). For the open
+  family the supervisor opens the file itself, under the target's credentials and root, checks the
+  path it actually reached, and installs the fd with ADDFD|SEND. Other syscalls cannot be
+  performed that way; for them such an allow is *advisory*, said when the policy is loaded and by
+  ``policy check``, and the loop resumes them with CONTINUE.
+
+Most notifications are handled inline on the loop's task (memory reads, path resolution with
+O_PATH and the engine never block). Opens of FIFOs and devices can block for ever, so they run
+on worker threads while the loop goes on with other notifications. Any unexpected error while
+handling one notification is logged with pid and syscall and answered with EPERM: it never takes
+the loop down and never allows the syscall.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import trio
+
+from supervisor.emulate import PreparedOpen, Refused, prepare_open
+from supervisor.kernel.creds import read_creds
+from supervisor.kernel.filter import arch_name, syscall_names
+from supervisor.kernel.memory import MemoryReader, TargetGone, TargetMemoryError
+from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
+from supervisor.kernel.seccomp import ListenerFd, Notification, Readiness
+from supervisor.logs import DecisionLog, errno_name
+from supervisor.policy import (
+    OPEN_SYSCALLS,
+    PATH_SYSCALLS,
+    Action,
+    Decision,
+    Engine,
+    Follow,
+    PathArg,
+    Policy,
+    Request,
+)
+from supervisor.resolve import PathResolver, Resolved
+
+AT_FDCWD = -100
+O_CREAT = os.O_CREAT
+O_TRUNC = os.O_TRUNC
+O_WRONLY = os.O_WRONLY
+O_NOFOLLOW = os.O_NOFOLLOW
+O_CLOEXEC = os.O_CLOEXEC
+OPEN_HOW_SIZE = 24  # struct open_how, version 0
+# How many notifications the loop handles back to back before letting other tasks run.
+BATCH = 32
+
+
+def int32(value: int) -> int:
+    """An ``int`` syscall argument: only the low 32 bits are meaningful, sign-extended."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+@dataclass
+class Counters:
+    """What this supervisor did, for status reports."""
+
+    notifications: int = 0
+    allowed: int = 0
+    denied: int = 0
+    killed: int = 0
+    by_syscall: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class PathCall:
+    """The path arguments of one notification, resolved in the target's view."""
+
+    resolved: tuple[Resolved, ...]
+    paths: tuple[str, ...]
+
+    def close(self) -> None:
+        for r in self.resolved:
+            r.close()
+
+
+class Supervisor:
+    def __init__(self, listener: ListenerFd, policy: Policy, *, log: Any | None = None,
+                 max_blocking_opens: int = 32) -> None:
+        self.listener = listener
+        self.policy = policy
+        self.engine = Engine(policy)
+        self.log = log or structlog.get_logger("seccomp-supervisor")
+        self.decisions = DecisionLog(self.log)
+        self.counters = Counters()
+        self._names = syscall_names()
+        self._memory = MemoryReader(listener.fileno())
+        self._resolver = PathResolver()
+        self._threads = trio.CapacityLimiter(max_blocking_opens)
+        self._nursery: trio.Nursery | None = None
+
+    def counters_summary(self) -> dict[str, Any]:
+        c = self.counters
+        return {"notifications": c.notifications, "allowed": c.allowed, "denied": c.denied,
+                "killed": c.killed}
+
+    def set_policy(self, policy: Policy) -> None:
+        """New decisions use ``policy`` (the kernel filter itself cannot change)."""
+        self.policy = policy
+        self.engine = Engine(policy)
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve notifications until every task using the filter is gone."""
+        self.listener.enable_sync_wakeup()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._flush_logs)
+                await self._serve()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            self.decisions.flush()
+
+    async def _serve(self) -> None:
+        listener = self.listener
+        handled = 0
+        while True:
+            state = listener.readiness()
+            if state is Readiness.IDLE:
+                handled = 0
+                await listener.wait_readable()
+                continue
+            if state is Readiness.GONE:
+                return
+            notif = listener.recv()
+            if notif is not None:
+                self.handle(notif)
+            handled += 1
+            if handled >= BATCH:
+                handled = 0
+                await trio.lowlevel.checkpoint()
+
+    async def _flush_logs(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            self.decisions.flush()
+
+    # -- one notification -------------------------------------------------------------------
+    def handle(self, n: Notification) -> None:
+        self.counters.notifications += 1
+        name = self._names.get((n.arch, n.nr))
+        if name is None:
+            # Cannot happen with our filters (only known syscalls are notified); fail closed.
+            self._reply_error(n, f"nr{n.nr}", errno.ENOSYS, reason="unknown syscall")
+            return
+        self.counters.by_syscall[name] += 1
+        call: PathCall | None = None
+        try:
+            if self.engine.needs_paths(name):
+                call = self._read_paths(n, name)
+                if call is None:
+                    return
+            request = Request(pid=n.pid, syscall=name, arch=arch_name(n.arch), args=n.args,
+                              paths=call.paths if call else ())
+            decision = self.engine.decide(request)
+            self._act(n, request, decision)
+        except TargetGone:
+            pass
+        except Exception as e:  # never let one notification take the supervisor down
+            self.log.error("supervisor.internal_error", pid=n.pid, syscall=name,
+                           error=f"{type(e).__name__}: {e}")
+            self._reply_error(n, name, errno.EPERM, reason="internal error")
+        finally:
+            if call is not None:
+                call.close()
+
+    def _read_paths(self, n: Notification, name: str) -> PathCall | None:
+        """Read and resolve every path argument. On failure, answer with the errno the kernel
+        would give (an unreadable pointer is EFAULT) and return None."""
+        specs = PATH_SYSCALLS[name]
+        resolved: list[Resolved] = []
+        try:
+            for spec in specs:
+                resolved.append(self._resolve_arg(n, name, spec))
+        except TargetMemoryError as e:
+            for r in resolved:
+                r.close()
+            self._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
+            return None
+        except OSError as e:
+            for r in resolved:
+                r.close()
+            # The syscall would fail anyway: answer as the kernel would. The lookup ran with our
+            # credentials; for the errno the target would see, look again with its own.
+            err = self._errno_as_target(n, name, specs) or e.errno or errno.EACCES
+            self.listener.send_error(n.id, err)
+            return None
+        paths = tuple(
+            r.path if r.exists else _join(r.path, r.name or "") for r in resolved
+        )
+        return PathCall(tuple(resolved), paths)
+
+    def _resolve_arg(self, n: Notification, name: str, spec: PathArg,
+                     creds: Any | None = None) -> Resolved:
+        args = n.args
+        flags = args[spec.flags_arg] if spec.flags_arg is not None else 0
+        resolve_flags = 0
+        follow = _follows(spec, flags)
+        if name == "openat2":
+            how_flags, _mode, resolve_flags = self._open_how(n)
+            follow = not (how_flags & O_NOFOLLOW)
+        dirfd = _dirfd(args[spec.dirfd]) if spec.dirfd is not None else None
+        addr = args[spec.path]
+        empty_ok = bool(spec.empty_path_flag and flags & spec.empty_path_flag)
+        if addr == 0 and spec.nullable:
+            path, empty_ok = b"", True
+        else:
+            path = self._memory.read_string(n.id, n.pid, addr)
+        return self._resolver.resolve(n.pid, dirfd, path, follow=follow, empty_path_ok=empty_ok,
+                                      resolve_flags=resolve_flags, creds=creds)
+
+    def _errno_as_target(self, n: Notification, name: str, specs: tuple[PathArg, ...]) -> int:
+        try:
+            creds = read_creds(n.pid)
+            if not self.listener.id_valid(n.id):
+                return 0
+            for spec in specs:
+                self._resolve_arg(n, name, spec, creds=creds).close()
+        except OSError as e:
+            return e.errno or 0
+        except TargetGone:
+            return 0
+        return 0
+
+    def _open_how(self, n: Notification) -> tuple[int, int, int]:
+        size = n.args[3]
+        if size < OPEN_HOW_SIZE:
+            raise TargetMemoryError(errno.EINVAL, "open_how too small")
+        if size > 4096:
+            raise TargetMemoryError(errno.E2BIG, "open_how too large")
+        raw = self._memory.read_bytes(n.id, n.pid, n.args[2], OPEN_HOW_SIZE)
+        how = memoryview(raw).cast("Q")
+        return how[0], how[1], how[2]
+
+    # -- acting on a decision -----------------------------------------------------------------
+    def _act(self, n: Notification, request: Request, decision: Decision) -> None:
+        action = decision.action
+        if action is Action.DENY:
+            self.counters.denied += 1
+            self._record("syscall.denied", n, request, decision)
+            self.listener.send_error(n.id, decision.errno or errno.EPERM)
+        elif action is Action.KILL:
+            self.counters.killed += 1
+            self._record("syscall.killed", n, request, decision, level="error")
+            self._kill(n)
+            self.listener.send_error(n.id, errno.EPERM)
+        else:
+            self.counters.allowed += 1
+            if action is Action.LOG:
+                self._record("syscall.logged", n, request, decision, level="info")
+            if decision.inspected and request.syscall in OPEN_SYSCALLS:
+                self._emulate_open(n, request)
+            else:
+                # Decided by values, or advisory (said when the policy was loaded).
+                self.listener.send_continue(n.id)
+
+    def _kill(self, n: Notification) -> None:
+        try:
+            tgid = _tgid(n.pid)
+            pidfd = pidfd_open(tgid)
+        except OSError:
+            return  # already gone
+        try:
+            # Valid after pidfd_open: the thread (so its process) was alive when we took the pidfd.
+            if self.listener.id_valid(n.id):
+                pidfd_send_signal(pidfd, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
+
+    def _emulate_open(self, n: Notification, request: Request) -> None:
+        args = request.args
+        name = request.syscall
+        if name == "open":
+            dirfd, path_arg, flags, mode, resolve_flags = None, args[0], args[1], args[2], 0
+        elif name == "creat":
+            dirfd, path_arg, flags, mode, resolve_flags = (None, args[0],
+                                                           O_CREAT | O_WRONLY | O_TRUNC, args[1], 0)
+        elif name == "openat":
+            dirfd, path_arg, flags, mode, resolve_flags = (_dirfd(args[0]), args[1], args[2],
+                                                           args[3], 0)
+        else:  # openat2
+            flags, mode, resolve_flags = self._open_how(n)
+            dirfd, path_arg = _dirfd(args[0]), args[1]
+        flags = int32(flags) & 0xFFFFFFFF
+        mode &= 0o7777
+        path = self._memory.read_string(n.id, n.pid, path_arg)
+        creds = read_creds(n.pid)
+        if not self.listener.id_valid(n.id):
+            return
+        cloexec = bool(flags & O_CLOEXEC)
+
+        def allowed(final_path: str) -> bool:
+            again = self.engine.decide(
+                Request(pid=n.pid, syscall=name, arch=request.arch, args=args, paths=(final_path,))
+            )
+            return again.action in (Action.ALLOW, Action.LOG)
+
+        try:
+            prepared = prepare_open(self._resolver, n.pid, creds, dirfd, path, flags & ~O_CLOEXEC,
+                                    mode, resolve_flags, allowed)
+        except Refused as e:
+            decision = self.engine.decide(Request(pid=n.pid, syscall=name, arch=request.arch,
+                                                  args=args, paths=(e.path,)))
+            self.counters.allowed -= 1
+            self.counters.denied += 1
+            self._record("syscall.denied", n, request, decision, raced_path=e.path)
+            self.listener.send_error(n.id, decision.errno or errno.EACCES)
+            return
+        except OSError as e:
+            self.listener.send_error(n.id, e.errno or errno.EACCES)
+            return
+        if prepared.may_block and self._nursery is not None:
+            self._nursery.start_soon(self._open_blocking, n, prepared, cloexec)
+            return
+        self._finish_open(n, prepared, cloexec)
+
+    def _finish_open(self, n: Notification, prepared: PreparedOpen, cloexec: bool) -> None:
+        try:
+            fd = prepared.open()
+        except OSError as e:
+            self.listener.send_error(n.id, e.errno or errno.EACCES)
+            return
+        finally:
+            prepared.close()
+        try:
+            self.listener.send_fd(n.id, fd, cloexec=cloexec)
+        except OSError as e:
+            # e.g. EMFILE in the target: it gets the errno it would have got from open().
+            self.listener.send_error(n.id, e.errno or errno.EMFILE)
+        finally:
+            os.close(fd)
+
+    async def _open_blocking(self, n: Notification, prepared: PreparedOpen, cloexec: bool) -> None:
+        try:
+            fd = await trio.to_thread.run_sync(prepared.open, limiter=self._threads,
+                                               abandon_on_cancel=True)
+        except OSError as e:
+            self.listener.send_error(n.id, e.errno or errno.EACCES)
+            return
+        finally:
+            prepared.close()
+        try:
+            self.listener.send_fd(n.id, fd, cloexec=cloexec)
+        except OSError as e:
+            self.listener.send_error(n.id, e.errno or errno.EMFILE)
+        finally:
+            os.close(fd)
+
+    # -- replies and records -----------------------------------------------------------------
+    def _reply_error(self, n: Notification, name: str, err: int, *, reason: str) -> None:
+        self.counters.denied += 1
+        self.decisions.emit(
+            "syscall.refused", (n.pid, name, reason, err),
+            lambda: {"pid": n.pid, "comm": _comm(n.pid), "syscall": name, "reason": reason,
+                     "errno": errno_name(err)},
+        )
+        self.listener.send_error(n.id, err)
+
+    def _record(self, event: str, n: Notification, request: Request, decision: Decision,
+                level: str = "warning", **extra: Any) -> None:
+        key = (n.pid, request.syscall, request.paths, decision.rule, decision.action)
+
+        def fields() -> dict[str, Any]:
+            data: dict[str, Any] = {"pid": n.pid, "comm": _comm(n.pid),
+                                    "syscall": request.syscall}
+            if request.arch != "x86_64":
+                data["arch"] = request.arch
+            if request.paths:
+                data["path"] = request.paths[0] if len(request.paths) == 1 else list(request.paths)
+            else:
+                data["args"] = [hex(a) for a in request.args]
+            data["rule"] = decision.rule or "(default)"
+            data["action"] = decision.action.value
+            if decision.action is Action.DENY:
+                data["errno"] = errno_name(decision.errno or errno.EPERM)
+            data.update(extra)
+            return data
+
+        self.decisions.emit(event, key, fields, level=level)
+
+
+def _follows(spec: PathArg, flags: int) -> bool:
+    if spec.follow is Follow.ALWAYS:
+        return True
+    if spec.follow is Follow.NEVER:
+        return False
+    if spec.follow is Follow.UNLESS_FLAG:
+        return not (flags & spec.flag)
+    return bool(flags & spec.flag)  # IF_FLAG
+
+
+def _dirfd(arg: int) -> int | None:
+    fd = int32(arg)
+    return None if fd == AT_FDCWD else fd
+
+
+def _join(parent: str, name: str) -> str:
+    return parent.rstrip("/") + "/" + name if name else parent
+
+
+def _tgid(tid: int) -> int:
+    with open(f"/proc/{tid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                return int(line.split()[1])
+    raise ProcessLookupError(tid)
+
+
+def _comm(tid: int) -> str:
+    try:
+        with open(f"/proc/{tid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode(errors="replace")
+    except OSError:
+        return "?"
