@@ -1,0 +1,76 @@
+"""The policy package: parse policies, decide syscalls, plan the kernel filter.
+
+PURE: no trio, no cffi, no ``supervisor.kernel``, no /proc; the only I/O is reading the policy
+file in :func:`load_policy`. The format and semantics are in docs/policy.md.
+"""
+
+from __future__ import annotations
+
+from .advisory import advisory_syscalls, advisory_warnings
+from .constants import ERRNOS, SYMBOLS, errno_name
+from .engine import Decision, Engine, Request
+from .errors import PolicyError
+from .globs import GlobError, compile_globs, glob_match, glob_to_regex
+from .groups import GROUPS, Group, expand
+from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
+from .parse import load_policy, parse_policy
+from .plan import FilterPlan, KernelAction, KernelRule, explain, kernel_action, plan_filter
+from .syscalls import (
+    ARCH_I386,
+    ARCH_X86_64,
+    EMULATED_SYSCALLS,
+    I386_PATH_SYSCALLS,
+    I386_SYSCALLS,
+    KNOWN_SYSCALLS,
+    OPEN_SYSCALLS,
+    PATH_SYSCALLS,
+    X86_64_SYSCALLS,
+    Follow,
+    PathArg,
+    path_args,
+)
+
+__all__ = [
+    "ARCH_I386",
+    "ARCH_X86_64",
+    "EMULATED_SYSCALLS",
+    "ERRNOS",
+    "GROUPS",
+    "I386_PATH_SYSCALLS",
+    "I386_SYSCALLS",
+    "KNOWN_SYSCALLS",
+    "OPEN_SYSCALLS",
+    "PATH_SYSCALLS",
+    "SYMBOLS",
+    "X86_64_SYSCALLS",
+    "Action",
+    "ArgCondition",
+    "Decision",
+    "Engine",
+    "FilterPlan",
+    "Follow",
+    "GlobError",
+    "Group",
+    "KernelAction",
+    "KernelRule",
+    "PathArg",
+    "Policy",
+    "PolicyError",
+    "Request",
+    "Rule",
+    "advisory_syscalls",
+    "advisory_warnings",
+    "compile_globs",
+    "errno_name",
+    "expand",
+    "explain",
+    "glob_match",
+    "glob_to_regex",
+    "kernel_action",
+    "load_policy",
+    "parse_policy",
+    "path_args",
+    "plan_filter",
+    "rule_syscalls",
+    "rules_by_syscall",
+]

@@ -1,0 +1,72 @@
+"""Advisory allows: where the policy lets a syscall through because of what a path pointed at,
+but the supervisor cannot perform that syscall itself.
+
+seccomp can only say CONTINUE (the kernel then re-reads the path buffer) unless the supervisor
+performs the call itself (EMULATED_SYSCALLS: the open family). A thread of the target racing
+the buffer can change the path between the check and the kernel's read, so an allow (or log)
+that depended on the path is advice, not enforcement, for every other path syscall. A deny is
+always safe. These warnings are computed at load into Policy.warnings and shown by `explain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .model import Action, Rule, rule_syscalls, rules_by_syscall
+from .syscalls import EMULATED_SYSCALLS
+
+_LETS_THROUGH = (Action.ALLOW, Action.LOG)
+
+
+def summarize(names: Iterable[str], limit: int = 8) -> str:
+    """``a, b, c`` or ``a, ... h and N more`` (sorted)."""
+    ordered = sorted(names)
+    if len(ordered) <= limit:
+        return ", ".join(ordered)
+    return f"{', '.join(ordered[:limit])} and {len(ordered) - limit} more"
+
+
+def _can_let_through_after(rules: tuple[Rule, ...], start: int, default: Action) -> bool:
+    """Whether, past rules[start], a later rule or the default can allow or log."""
+    for later in rules[start + 1 :]:
+        if later.action in _LETS_THROUGH:
+            return True
+        if not later.args and not later.paths:
+            return False  # an unconditional refusal: nothing after it is reached
+    return default in _LETS_THROUGH
+
+
+def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, frozenset[str]]:
+    """Per rule name: the non-emulated syscalls whose allow/log after this rule's path
+    inspection is only advisory. Rules without such syscalls are left out."""
+    table = rules_by_syscall(rules)
+    out: dict[str, frozenset[str]] = {}
+    for rule in rules:
+        if not rule.paths:
+            continue
+        hit = set()
+        for name in rule_syscalls(rule):
+            if name in EMULATED_SYSCALLS:
+                continue
+            applicable = table[name]
+            pos = applicable.index(rule)
+            if rule.action in _LETS_THROUGH or _can_let_through_after(applicable, pos, default):
+                hit.add(name)
+        if hit:
+            out[rule.name] = frozenset(hit)
+    return out
+
+
+def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ...]:
+    """One short warning per rule with advisory allows."""
+    found = advisory_syscalls(rules, default)
+    out = []
+    for rule in rules:
+        names = found.get(rule.name)
+        if names:
+            out.append(
+                f"{rule.where()}: allows of {summarize(names)} after path inspection are "
+                "advisory: the supervisor cannot perform these syscalls itself, so a thread "
+                "racing the path buffer can change what the kernel uses"
+            )
+    return tuple(out)

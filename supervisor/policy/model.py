@@ -1,0 +1,131 @@
+"""The parsed policy: plain frozen values that the engine and the filter planner read.
+
+A policy is an ordered list of rules and a default action. The first rule that matches a
+syscall decides it; when none matches, the default does. See docs/policy.md for the file format.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .syscalls import PATH_SYSCALLS
+
+U64_MASK = (1 << 64) - 1
+_ALL_PATH_SYSCALLS: frozenset[str] = frozenset(PATH_SYSCALLS)
+
+# Comparison operators of ArgCondition. "&=" is a masked equality: (arg & mask) == value.
+ARG_OPS: frozenset[str] = frozenset({"==", "!=", "<", "<=", ">", ">=", "&="})
+
+
+class Action(enum.Enum):
+    """What happens to a syscall: allow, fail with an errno, kill the process, allow and log."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    KILL = "kill"
+    LOG = "log"
+
+    @property
+    def refuses(self) -> bool:
+        """True for the actions that stop the syscall (deny, kill)."""
+        return self in (Action.DENY, Action.KILL)
+
+
+@dataclass(frozen=True)
+class ArgCondition:
+    """A test of one syscall argument's value (never of what it points to).
+
+    ``index`` is the argument number 0-5. Comparisons are on the unsigned 64-bit value. For
+    ``op == "&="`` the test is ``(arg & mask) == value``; ``mask`` is unused by the other ops.
+    """
+
+    index: int
+    op: str
+    value: int
+    mask: int = 0
+
+    def holds(self, arg: int) -> bool:
+        """Whether the condition holds for this argument value (taken as unsigned 64-bit)."""
+        a = arg & U64_MASK
+        op = self.op
+        if op == "&=":
+            return (a & self.mask) == self.value
+        if op == "==":
+            return a == self.value
+        if op == "!=":
+            return a != self.value
+        if op == "<":
+            return a < self.value
+        if op == "<=":
+            return a <= self.value
+        if op == ">":
+            return a > self.value
+        if op == ">=":
+            return a >= self.value
+        raise ValueError(f"unknown op {op!r}")
+
+    def describe(self) -> str:
+        if self.op == "&=":
+            return f"arg{self.index} & {self.mask:#x} == {self.value:#x}"
+        return f"arg{self.index} {self.op} {self.value:#x}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[rule]]`` of a policy.
+
+    ``syscalls`` is the expanded set of syscall names, or None when the rule gave only ``path``
+    (it then applies to every syscall of PATH_SYSCALLS). ``paths`` are the globs; ``args`` the
+    value conditions, all of which must hold. ``errno`` is the error returned by a deny (0 for
+    other actions). ``line`` is the line of the ``[[rule]]`` header, when known. ``spec`` keeps
+    the syscall names and @groups as written, for messages.
+    """
+
+    name: str
+    syscalls: frozenset[str] | None
+    paths: tuple[str, ...]
+    args: tuple[ArgCondition, ...]
+    action: Action
+    errno: int
+    line: int | None
+    spec: tuple[str, ...] = ()
+
+    def where(self) -> str:
+        """``rule 'NAME' (line N)`` for messages."""
+        if self.line is None:
+            return f"rule {self.name!r}"
+        return f"rule {self.name!r} (line {self.line})"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole policy: rules tried in order, then ``default``.
+
+    ``default_errno`` is the errno of a ``deny`` default. ``source`` is the file it came from.
+    ``warnings`` are computed at load: the advisory notes of docs/policy.md.
+    """
+
+    name: str
+    description: str
+    default: Action
+    default_errno: int
+    rules: tuple[Rule, ...]
+    source: str | None
+    warnings: tuple[str, ...]
+
+
+def rule_syscalls(rule: Rule) -> frozenset[str]:
+    """The syscalls a rule applies to (every path syscall for a rule with only ``path``)."""
+    if rule.syscalls is not None:
+        return rule.syscalls
+    return _ALL_PATH_SYSCALLS
+
+
+def rules_by_syscall(rules: tuple[Rule, ...]) -> dict[str, tuple[Rule, ...]]:
+    """For each syscall some rule names, the rules that apply to it, in policy order."""
+    table: dict[str, list[Rule]] = {}
+    for rule in rules:
+        for name in rule_syscalls(rule):
+            table.setdefault(name, []).append(rule)
+    return {name: tuple(rs) for name, rs in table.items()}

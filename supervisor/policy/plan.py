@@ -1,0 +1,192 @@
+"""What the kernel decides and what reaches the supervisor: a policy → a seccomp filter plan.
+
+The kernel (seccomp-bpf) can decide a syscall by its number and argument values; it cannot
+read memory, so anything that depends on a path goes to the supervisor (USER_NOTIF, "notify").
+For every syscall in KNOWN_SYSCALLS the rules that apply to it are walked in order:
+
+- a rule with ``path`` → notify (the supervisor decides everything for this syscall);
+- a ``log`` rule → notify (the supervisor logs it);
+- a rule with no ``args`` → terminal: its action is the kernel's (allow → allow,
+  deny → errno, kill → kill);
+- a rule with ``args`` → collected, and the walk goes on.
+
+With no terminal rule the fallback is the policy default. Collected conditioned rules stay in
+the kernel when they all have the same kernel action and the fallback equals the filter
+default (the kernel ORs them; anything else falls to the default): one KernelRule each.
+Otherwise the syscall is notified and the engine decides by value: the kernel cannot express
+first-match order across differing actions. A conditioned rule with two conditions on the same
+argument is notified too (libseccomp cannot express it).
+
+The filter default is the policy default mapped (allow → allow, deny → errno(default_errno),
+kill → kill, log → notify). KernelRules are emitted only where a syscall's action differs from
+the filter default, plus the conditioned ones. Syscalls the policy never names get the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .advisory import advisory_syscalls, summarize
+from .constants import errno_name
+from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
+from .syscalls import KNOWN_SYSCALLS
+
+
+@dataclass(frozen=True)
+class KernelAction:
+    """A seccomp return action: kind is "allow", "errno", "kill" or "notify"."""
+
+    kind: str
+    errno: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "errno":
+            return f"errno {errno_name(self.errno)}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class KernelRule:
+    """One libseccomp rule: ``syscall`` gets ``action`` when all ``conditions`` hold."""
+
+    syscall: str
+    action: KernelAction
+    conditions: tuple[ArgCondition, ...] = ()
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """The whole filter: default action, rules, and which syscalls reach the supervisor.
+
+    ``notified``: syscalls the kernel may hand to the supervisor. ``kernel_decided``: those it
+    always decides itself. Together they are KNOWN_SYSCALLS.
+    """
+
+    default: KernelAction
+    rules: tuple[KernelRule, ...]
+    notified: frozenset[str]
+    kernel_decided: frozenset[str]
+
+
+NOTIFY = KernelAction("notify")
+ALLOW = KernelAction("allow")
+KILL = KernelAction("kill")
+
+
+def kernel_action(action: Action, errno: int) -> KernelAction:
+    """The seccomp action of a policy action (deny carries its errno)."""
+    if action is Action.ALLOW:
+        return ALLOW
+    if action is Action.DENY:
+        return KernelAction("errno", errno)
+    if action is Action.KILL:
+        return KILL
+    return NOTIFY
+
+
+def _repeats_an_arg(rule: Rule) -> bool:
+    indexes = [c.index for c in rule.args]
+    return len(indexes) != len(set(indexes))
+
+
+def _plan_syscall(
+    rules: tuple[Rule, ...], fallback_default: KernelAction, filter_default: KernelAction
+) -> tuple[KernelAction, tuple[Rule, ...]] | None:
+    """(unconditional action, conditioned rules to emit with their action) or None to notify."""
+    conditioned: list[Rule] = []
+    fallback = fallback_default
+    for rule in rules:
+        if rule.paths or rule.action is Action.LOG:
+            return None
+        if not rule.args:
+            fallback = kernel_action(rule.action, rule.errno)
+            break
+        conditioned.append(rule)
+    actions = {kernel_action(r.action, r.errno) for r in conditioned}
+    if not conditioned or actions == {fallback}:
+        return fallback, ()
+    if (
+        len(actions) == 1
+        and fallback == filter_default
+        and not any(_repeats_an_arg(r) for r in conditioned)
+    ):
+        return fallback, tuple(conditioned)
+    return None
+
+
+def plan_filter(policy: Policy) -> FilterPlan:
+    """The seccomp filter for ``policy`` (see the module docstring for the rules)."""
+    filter_default = kernel_action(policy.default, policy.default_errno)
+    table = rules_by_syscall(policy.rules)
+    out: list[KernelRule] = []
+    notified: set[str] = set()
+    decided: set[str] = set()
+    for name in sorted(KNOWN_SYSCALLS):
+        rules = table.get(name, ())
+        planned = _plan_syscall(rules, filter_default, filter_default)
+        if planned is None:
+            notified.add(name)
+            if filter_default != NOTIFY:
+                out.append(KernelRule(name, NOTIFY))
+            continue
+        action, conditioned = planned
+        for rule in conditioned:
+            out.append(KernelRule(name, kernel_action(rule.action, rule.errno), rule.args))
+        if not conditioned and action != filter_default:
+            out.append(KernelRule(name, action))
+        if action == NOTIFY:  # the log default: what the kernel does not decide is notified
+            notified.add(name)
+        else:
+            decided.add(name)
+    return FilterPlan(filter_default, tuple(out), frozenset(notified), frozenset(decided))
+
+
+def _describe_match(rule: Rule) -> str:
+    parts = []
+    if rule.spec:
+        parts.append(" ".join(rule.spec))
+    else:
+        parts.append("any path syscall")
+    if rule.args:
+        parts.append("if " + " and ".join(c.describe() for c in rule.args))
+    if rule.paths:
+        quantifier = "any path in" if rule.action.refuses else "every path in"
+        parts.append(f"{quantifier} {' '.join(rule.paths)}")
+    return " ".join(parts)
+
+
+def _describe_action(action: Action, errno: int) -> str:
+    if action is Action.DENY:
+        return f"deny {errno_name(errno)}"
+    return str(action.value)
+
+
+def explain(policy: Policy, plan: FilterPlan) -> list[str]:
+    """Lines for ``seccomp-supervisor policy check``: one per rule, the default, the warnings."""
+    advisory = advisory_syscalls(policy.rules, policy.default)
+    lines = [f"policy {policy.name!r}" + (f" ({policy.source})" if policy.source else "")]
+    for rule in policy.rules:
+        names = rule_syscalls(rule)
+        sup = names & plan.notified
+        kern = names - plan.notified
+        if sup and kern:
+            where = f"kernel for {summarize(kern)}; supervisor for {summarize(sup)}"
+        elif sup:
+            where = "supervisor"
+        else:
+            where = "kernel"
+        line = "?" if rule.line is None else str(rule.line)
+        text = (
+            f"{rule.name} (line {line}): {_describe_match(rule)} -> "
+            f"{_describe_action(rule.action, rule.errno)} [{where}]"
+        )
+        if rule.name in advisory:
+            text += f" ADVISORY for: {summarize(advisory[rule.name])}"
+        lines.append(text)
+    lines.append(
+        f"default: {_describe_action(policy.default, policy.default_errno)} "
+        f"[kernel: {plan.default.describe()}]; {len(plan.notified)} syscalls reach the "
+        f"supervisor, {len(plan.kernel_decided)} are decided by the kernel"
+    )
+    lines.extend(f"warning: {w}" for w in policy.warnings)
+    return lines
