@@ -43,7 +43,6 @@ from supervisor.kernel.seccomp import ListenerFd, Notification, Readiness
 from supervisor.logs import DecisionLog, errno_name
 from supervisor.policy import (
     OPEN_SYSCALLS,
-    PATH_SYSCALLS,
     Action,
     Decision,
     Engine,
@@ -51,6 +50,7 @@ from supervisor.policy import (
     PathArg,
     Policy,
     Request,
+    path_args,
 )
 from supervisor.resolve import PathResolver, Resolved
 
@@ -169,7 +169,7 @@ class Supervisor:
         call: PathCall | None = None
         try:
             if self.engine.needs_paths(name):
-                call = self._read_paths(n, name)
+                call = self._read_paths(n, name, arch_name(n.arch))
                 if call is None:
                     return
             request = Request(pid=n.pid, syscall=name, arch=arch_name(n.arch), args=n.args,
@@ -186,10 +186,10 @@ class Supervisor:
             if call is not None:
                 call.close()
 
-    def _read_paths(self, n: Notification, name: str) -> PathCall | None:
+    def _read_paths(self, n: Notification, name: str, arch: str) -> PathCall | None:
         """Read and resolve every path argument. On failure, answer with the errno the kernel
         would give (an unreadable pointer is EFAULT) and return None."""
-        specs = PATH_SYSCALLS[name]
+        specs = path_args(name, arch)
         resolved: list[Resolved] = []
         try:
             for spec in specs:
