@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import trio
 from supervisor import __version__, logs
 from supervisor.kernel.filter import FilterError, build_filter
 from supervisor.kernel.seccomp import check_notif_sizes
-from supervisor.launcher import EXIT_LAUNCHER_FAILED, LaunchError, Launched, exec_failure, launch
+from supervisor.launcher import EXIT_LAUNCHER_FAILED, Launched, LaunchError, exec_failure, launch
 from supervisor.loop import Supervisor
 from supervisor.policy import Policy, PolicyError, explain, load_policy, plan_filter
 
@@ -86,8 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return trio.run(supervise_command, launched, policy, command, log)
 
 
-async def supervise_command(launched: Launched, policy: Policy, command: list[str],
-                            log: Any) -> int:
+async def supervise_command(
+    launched: Launched, policy: Policy, command: list[str], log: Any
+) -> int:
     """Supervise until the target and all its descendants are gone; the target's exit code."""
     sup = Supervisor(launched.listener, policy, log=log)
     status: list[int] = []
@@ -138,10 +140,8 @@ async def _relay_signals(pidfd: int) -> None:
 
     with trio.open_signal_receiver(*RELAYED_SIGNALS) as signals:
         async for sig in signals:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 pidfd_send_signal(pidfd, sig)
-            except ProcessLookupError:
-                pass
 
 
 # -- policy check ------------------------------------------------------------------------------
@@ -174,19 +174,31 @@ def build_parser() -> argparse.ArgumentParser:
         "inspected by a supervisor.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
-                        help="console on a terminal, JSON lines otherwise (default: auto)")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default="auto",
+        help="console on a terminal, JSON lines otherwise (default: auto)",
+    )
     parser.add_argument("--log-file", help="write logs here instead of stderr")
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
 
-    run = sub.add_parser("run", help="run a command under a policy",
-                         description="Run COMMAND under POLICY; exits with its status (128+N "
-                         "if signal N killed it; 125 launcher failure, 126 cannot execute, "
-                         "127 not found).")
-    run.add_argument("-p", "--policy", default="default",
-                     help="a policy file, or the name of a shipped policy (default: default)")
+    run = sub.add_parser(
+        "run",
+        help="run a command under a policy",
+        description="Run COMMAND under POLICY; exits with its status (128+N "
+        "if signal N killed it; 125 launcher failure, 126 cannot execute, "
+        "127 not found).",
+    )
+    run.add_argument(
+        "-p",
+        "--policy",
+        default="default",
+        help="a policy file, or the name of a shipped policy (default: default)",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     run.set_defaults(func=cmd_run)
 

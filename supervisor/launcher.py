@@ -91,8 +91,9 @@ def _find_listener(pid: int, err_r: int, timeout: float) -> int:
         delay = min(delay * 2, 0.01)
 
 
-def launch(argv: list[str], program: bytes, *, env: dict[str, str] | None = None,
-           timeout: float = 10.0) -> Launched:
+def launch(
+    argv: list[str], program: bytes, *, env: dict[str, str] | None = None, timeout: float = 10.0
+) -> Launched:
     """Fork ``argv`` under the BPF ``program``; return once we hold its listener and have let it
     exec. Raises LaunchError (exit code 125) when the launcher itself fails."""
     if not argv:

@@ -59,8 +59,13 @@ class DecisionLog:
         self._window_start = clock()
         self._folded: dict[tuple[Any, ...], tuple[str, str, dict[str, Any], int]] = {}
 
-    def emit(self, event: str, key: tuple[Any, ...], fields: Callable[[], dict[str, Any]],
-             level: str = "warning") -> None:
+    def emit(
+        self,
+        event: str,
+        key: tuple[Any, ...],
+        fields: Callable[[], dict[str, Any]],
+        level: str = "warning",
+    ) -> None:
         """``fields`` is only called when the event is written, so expensive lookups (the
         process's comm) are skipped for folded repeats."""
         now = self._clock()

@@ -95,8 +95,14 @@ class PathCall:
 
 
 class Supervisor:
-    def __init__(self, listener: ListenerFd, policy: Policy, *, log: Any | None = None,
-                 max_blocking_opens: int = 32) -> None:
+    def __init__(
+        self,
+        listener: ListenerFd,
+        policy: Policy,
+        *,
+        log: Any | None = None,
+        max_blocking_opens: int = 32,
+    ) -> None:
         self.listener = listener
         self.policy = policy
         self.engine = Engine(policy)
@@ -111,8 +117,12 @@ class Supervisor:
 
     def counters_summary(self) -> dict[str, Any]:
         c = self.counters
-        return {"notifications": c.notifications, "allowed": c.allowed, "denied": c.denied,
-                "killed": c.killed}
+        return {
+            "notifications": c.notifications,
+            "allowed": c.allowed,
+            "denied": c.denied,
+            "killed": c.killed,
+        }
 
     def set_policy(self, policy: Policy) -> None:
         """New decisions use ``policy`` (the kernel filter itself cannot change)."""
@@ -172,15 +182,24 @@ class Supervisor:
                 call = self._read_paths(n, name, arch_name(n.arch))
                 if call is None:
                     return
-            request = Request(pid=n.pid, syscall=name, arch=arch_name(n.arch), args=n.args,
-                              paths=call.paths if call else ())
+            request = Request(
+                pid=n.pid,
+                syscall=name,
+                arch=arch_name(n.arch),
+                args=n.args,
+                paths=call.paths if call else (),
+            )
             decision = self.engine.decide(request)
             self._act(n, request, decision)
         except TargetGone:
             pass
         except Exception as e:  # never let one notification take the supervisor down
-            self.log.error("supervisor.internal_error", pid=n.pid, syscall=name,
-                           error=f"{type(e).__name__}: {e}")
+            self.log.error(
+                "supervisor.internal_error",
+                pid=n.pid,
+                syscall=name,
+                error=f"{type(e).__name__}: {e}",
+            )
             self._reply_error(n, name, errno.EPERM, reason="internal error")
         finally:
             if call is not None:
@@ -207,13 +226,12 @@ class Supervisor:
             err = self._errno_as_target(n, name, specs) or e.errno or errno.EACCES
             self.listener.send_error(n.id, err)
             return None
-        paths = tuple(
-            r.path if r.exists else _join(r.path, r.name or "") for r in resolved
-        )
+        paths = tuple(r.path if r.exists else _join(r.path, r.name or "") for r in resolved)
         return PathCall(tuple(resolved), paths)
 
-    def _resolve_arg(self, n: Notification, name: str, spec: PathArg,
-                     creds: Any | None = None) -> Resolved:
+    def _resolve_arg(
+        self, n: Notification, name: str, spec: PathArg, creds: Any | None = None
+    ) -> Resolved:
         args = n.args
         flags = args[spec.flags_arg] if spec.flags_arg is not None else 0
         resolve_flags = 0
@@ -228,8 +246,15 @@ class Supervisor:
             path, empty_ok = b"", True
         else:
             path = self._memory.read_string(n.id, n.pid, addr)
-        return self._resolver.resolve(n.pid, dirfd, path, follow=follow, empty_path_ok=empty_ok,
-                                      resolve_flags=resolve_flags, creds=creds)
+        return self._resolver.resolve(
+            n.pid,
+            dirfd,
+            path,
+            follow=follow,
+            empty_path_ok=empty_ok,
+            resolve_flags=resolve_flags,
+            creds=creds,
+        )
 
     def _errno_as_target(self, n: Notification, name: str, specs: tuple[PathArg, ...]) -> int:
         try:
@@ -295,11 +320,21 @@ class Supervisor:
         if name == "open":
             dirfd, path_arg, flags, mode, resolve_flags = None, args[0], args[1], args[2], 0
         elif name == "creat":
-            dirfd, path_arg, flags, mode, resolve_flags = (None, args[0],
-                                                           O_CREAT | O_WRONLY | O_TRUNC, args[1], 0)
+            dirfd, path_arg, flags, mode, resolve_flags = (
+                None,
+                args[0],
+                O_CREAT | O_WRONLY | O_TRUNC,
+                args[1],
+                0,
+            )
         elif name == "openat":
-            dirfd, path_arg, flags, mode, resolve_flags = (_dirfd(args[0]), args[1], args[2],
-                                                           args[3], 0)
+            dirfd, path_arg, flags, mode, resolve_flags = (
+                _dirfd(args[0]),
+                args[1],
+                args[2],
+                args[3],
+                0,
+            )
         else:  # openat2
             flags, mode, resolve_flags = self._open_how(n)
             dirfd, path_arg = _dirfd(args[0]), args[1]
@@ -318,11 +353,21 @@ class Supervisor:
             return again.action in (Action.ALLOW, Action.LOG)
 
         try:
-            prepared = prepare_open(self._resolver, n.pid, creds, dirfd, path, flags & ~O_CLOEXEC,
-                                    mode, resolve_flags, allowed)
+            prepared = prepare_open(
+                self._resolver,
+                n.pid,
+                creds,
+                dirfd,
+                path,
+                flags & ~O_CLOEXEC,
+                mode,
+                resolve_flags,
+                allowed,
+            )
         except Refused as e:
-            decision = self.engine.decide(Request(pid=n.pid, syscall=name, arch=request.arch,
-                                                  args=args, paths=(e.path,)))
+            decision = self.engine.decide(
+                Request(pid=n.pid, syscall=name, arch=request.arch, args=args, paths=(e.path,))
+            )
             self.counters.allowed -= 1
             self.counters.denied += 1
             self._record("syscall.denied", n, request, decision, raced_path=e.path)
@@ -354,8 +399,9 @@ class Supervisor:
 
     async def _open_blocking(self, n: Notification, prepared: PreparedOpen, cloexec: bool) -> None:
         try:
-            fd = await trio.to_thread.run_sync(prepared.open, limiter=self._threads,
-                                               abandon_on_cancel=True)
+            fd = await trio.to_thread.run_sync(
+                prepared.open, limiter=self._threads, abandon_on_cancel=True
+            )
         except OSError as e:
             self.listener.send_error(n.id, e.errno or errno.EACCES)
             return
@@ -372,19 +418,31 @@ class Supervisor:
     def _reply_error(self, n: Notification, name: str, err: int, *, reason: str) -> None:
         self.counters.denied += 1
         self.decisions.emit(
-            "syscall.refused", (n.pid, name, reason, err),
-            lambda: {"pid": n.pid, "comm": _comm(n.pid), "syscall": name, "reason": reason,
-                     "errno": errno_name(err)},
+            "syscall.refused",
+            (n.pid, name, reason, err),
+            lambda: {
+                "pid": n.pid,
+                "comm": _comm(n.pid),
+                "syscall": name,
+                "reason": reason,
+                "errno": errno_name(err),
+            },
         )
         self.listener.send_error(n.id, err)
 
-    def _record(self, event: str, n: Notification, request: Request, decision: Decision,
-                level: str = "warning", **extra: Any) -> None:
+    def _record(
+        self,
+        event: str,
+        n: Notification,
+        request: Request,
+        decision: Decision,
+        level: str = "warning",
+        **extra: Any,
+    ) -> None:
         key = (n.pid, request.syscall, request.paths, decision.rule, decision.action)
 
         def fields() -> dict[str, Any]:
-            data: dict[str, Any] = {"pid": n.pid, "comm": _comm(n.pid),
-                                    "syscall": request.syscall}
+            data: dict[str, Any] = {"pid": n.pid, "comm": _comm(n.pid), "syscall": request.syscall}
             if request.arch != "x86_64":
                 data["arch"] = request.arch
             if request.paths:

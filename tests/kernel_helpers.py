@@ -16,8 +16,9 @@ NOTIFY = KernelAction("notify")
 
 def notify_plan(*syscalls: str, default: KernelAction = ALLOW) -> FilterPlan:
     rules = tuple(KernelRule(s, NOTIFY) for s in syscalls)
-    return FilterPlan(default=default, rules=rules, notified=frozenset(syscalls),
-                      kernel_decided=frozenset())
+    return FilterPlan(
+        default=default, rules=rules, notified=frozenset(syscalls), kernel_decided=frozenset()
+    )
 
 
 def start(plan: FilterPlan, argv: list[str]) -> Launched:

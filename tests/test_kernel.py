@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.kernel.filter import arch_name, build_filter, filter_arches, syscall_names
+from supervisor.kernel.filter import arch_name, filter_arches, syscall_names
 from supervisor.kernel.memory import MemoryReader, TargetGone, TargetMemoryError
 from supervisor.kernel.seccomp import notif_sizes
 from supervisor.policy import FilterPlan, KernelAction, KernelRule
@@ -34,9 +34,12 @@ def test_filter_covers_native_and_i386() -> None:
 def test_kernel_decided_errno_and_allow(tmp_path: Path) -> None:
     plan = FilterPlan(
         default=KernelAction("allow"),
-        rules=(KernelRule("mkdir", KernelAction("errno", errno.EROFS)),
-               KernelRule("mkdirat", KernelAction("errno", errno.EROFS))),
-        notified=frozenset(), kernel_decided=frozenset({"mkdir", "mkdirat"}),
+        rules=(
+            KernelRule("mkdir", KernelAction("errno", errno.EROFS)),
+            KernelRule("mkdirat", KernelAction("errno", errno.EROFS)),
+        ),
+        notified=frozenset(),
+        kernel_decided=frozenset({"mkdir", "mkdirat"}),
     )
     out = tmp_path / "out"
     launched = start(plan, ["/bin/sh", "-c", f"mkdir {tmp_path}/d 2>{out}; echo $? >>{out}"])
@@ -50,8 +53,10 @@ def test_kernel_decided_errno_and_allow(tmp_path: Path) -> None:
 def test_recv_reads_path_and_answers(tmp_path: Path, target_bin: object) -> None:
     target = tmp_path / "sub" / "dir"
     out = tmp_path / "out"
-    launched = start(notify_plan("mkdir", "mkdirat"),
-                     ["/bin/sh", "-c", f"mkdir {target} 2>{out}; echo $? >>{out}"])
+    launched = start(
+        notify_plan("mkdir", "mkdirat"),
+        ["/bin/sh", "-c", f"mkdir {target} 2>{out}; echo $? >>{out}"],
+    )
     n = next_notification(launched.listener)
     assert n is not None
     assert syscall_names()[(n.arch, n.nr)] in ("mkdir", "mkdirat")
@@ -68,8 +73,12 @@ def test_recv_reads_path_and_answers(tmp_path: Path, target_bin: object) -> None
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("ok", b"/nonexistent-dir/x"), ("cross", errno.EFAULT), ("null", errno.EFAULT),
-     ("long", errno.ENAMETOOLONG)],
+    [
+        ("ok", b"/nonexistent-dir/x"),
+        ("cross", errno.EFAULT),
+        ("null", errno.EFAULT),
+        ("long", errno.ENAMETOOLONG),
+    ],
 )
 def test_string_reads_at_the_edge_of_mapped_memory(
     tmp_path: Path, target_bin: object, mode: str, expected: bytes | int
@@ -130,4 +139,3 @@ def test_closing_the_listener_fails_closed(tmp_path: Path) -> None:
     assert os.WEXITSTATUS(status) != 0
     assert "Function not implemented" in out.read_text()
     assert not (tmp_path / "x").exists()
-

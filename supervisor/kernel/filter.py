@@ -131,4 +131,3 @@ def build_filter(plan: FilterPlan) -> bytes:
     if len(program) // SOCK_FILTER_SIZE > 4096:  # BPF_MAXINSNS
         raise FilterError("the policy compiles to more than 4096 BPF instructions")
     return program
-

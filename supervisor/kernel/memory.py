@@ -37,8 +37,9 @@ class MemoryReader:
     def _fail(self, ret: int) -> None:
         if ret == -errno.ENOENT:
             raise TargetGone()
-        raise TargetMemoryError(-ret, "cannot read target memory" if ret == -errno.EFAULT
-                                else "path too long")
+        raise TargetMemoryError(
+            -ret, "cannot read target memory" if ret == -errno.EFAULT else "path too long"
+        )
 
     def read_string(self, notif_id: int, tid: int, addr: int, maxlen: int = PATH_MAX) -> bytes:
         """A NUL-terminated string of at most ``maxlen - 1`` bytes, without the NUL."""

@@ -26,6 +26,7 @@ What this module relies on (seccomp_unotify(2), kernel/seccomp.c, checked on Lin
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -85,10 +86,9 @@ class ListenerFd:
         if fd is None:
             return
         self._poll.unregister(fd)
-        try:
+        # Outside trio.run nobody can be waiting on it.
+        with contextlib.suppress(RuntimeError):
             trio.lowlevel.notify_closing(fd)
-        except RuntimeError:  # not inside trio.run: nobody can be waiting on it
-            pass
         os.close(fd)
 
     def __enter__(self) -> ListenerFd:
@@ -131,13 +131,17 @@ class ListenerFd:
             check(-1)
         a = n.data.args
         return Notification(
-            n.id, n.pid, n.data.nr, n.data.arch, n.data.instruction_pointer,
+            n.id,
+            n.pid,
+            n.data.nr,
+            n.data.arch,
+            n.data.instruction_pointer,
             (a[0], a[1], a[2], a[3], a[4], a[5]),
         )
 
     # -- validating ---------------------------------------------------------------------------
     def id_valid(self, notif_id: int) -> bool:
-        return lib.sv_notif_id_valid(self.fileno(), notif_id) == 0
+        return bool(lib.sv_notif_id_valid(self.fileno(), notif_id) == 0)
 
     # -- answering: each returns False when the target is gone (ENOENT), True when answered ----
     def _sent(self, ret: int) -> bool:

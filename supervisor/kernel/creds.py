@@ -1,0 +1,177 @@
+"""A target's filesystem credentials, and switching the calling thread to them.
+
+An emulated operation must be checked by the kernel as if the target made it: the thread that
+performs it takes the target's fsuid, fsgid, supplementary groups and effective capabilities with
+raw syscalls (``sv_creds_enter`` in ``supervisor/_build.py``), which act on the calling thread
+only; glibc's setgroups()/setuid() would change every thread of the supervisor.
+
+The credentials come from /proc/TID/status, text the kernel writes for the target; it is parsed
+strictly all the same, and the caller brackets the read with ID_VALID so that the tid is the
+thread that made the syscall.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor._native import ffi, lib
+
+MAX_GROUPS: int = lib.SV_MAX_GROUPS
+_ID_MAX = 0xFFFFFFFF
+_CAP_MAX = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Creds:
+    """What the kernel checks for filesystem access. ``umask`` rides along for emulated creations
+    (it is not a credential: it takes no part in equality)."""
+
+    fsuid: int
+    fsgid: int
+    groups: tuple[int, ...]
+    cap_effective: int
+    umask: int = field(default=0o022, compare=False)
+
+
+def _id(text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"bad id {text!r} in /proc status")
+    value = int(text)
+    if value > _ID_MAX:
+        raise ValueError(f"id {text!r} out of range in /proc status")
+    return value
+
+
+def parse_status(text: str) -> Creds:
+    """The credentials in the text of a /proc/TID/status file."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in ("Uid", "Gid", "Groups", "CapEff", "Umask"):
+            if key in fields:
+                raise ValueError(f"duplicate {key}: line in /proc status")
+            fields[key] = value.strip()
+    for key in ("Uid", "Gid", "Groups", "CapEff"):
+        if key not in fields:
+            raise ValueError(f"no {key}: line in /proc status")
+    uids = fields["Uid"].split()
+    gids = fields["Gid"].split()
+    if len(uids) != 4 or len(gids) != 4:
+        raise ValueError("Uid:/Gid: lines in /proc status need 4 fields")
+    groups = tuple(_id(g) for g in fields["Groups"].split())
+    if len(groups) > MAX_GROUPS:
+        raise OSError(errno.EINVAL, f"target has {len(groups)} groups, more than {MAX_GROUPS}")
+    cap_text = fields["CapEff"]
+    if not cap_text or len(cap_text) > 16 or any(c not in "0123456789abcdefABCDEF" for c in cap_text):
+        raise ValueError(f"bad CapEff {cap_text!r} in /proc status")
+    umask = 0o022
+    if "Umask" in fields:
+        umask_text = fields["Umask"]
+        if not umask_text or any(c not in "01234567" for c in umask_text):
+            raise ValueError(f"bad Umask {umask_text!r} in /proc status")
+        umask = int(umask_text, 8) & 0o777
+    return Creds(
+        fsuid=_id(uids[3]),
+        fsgid=_id(gids[3]),
+        groups=groups,
+        cap_effective=int(cap_text, 16),
+        umask=umask,
+    )
+
+
+def read_creds(tid: int) -> Creds:
+    """The filesystem credentials (and umask) of thread ``tid``. OSError if it is gone."""
+    with open(f"/proc/{int(tid)}/status", "rb") as f:
+        data = f.read(65536)
+    return parse_status(data.decode("ascii", errors="strict"))
+
+
+def _to_struct(creds: Creds) -> Any:
+    c = ffi.new("struct sv_creds *")
+    if len(creds.groups) > MAX_GROUPS:
+        raise OSError(errno.EINVAL, "too many groups")
+    if not 0 <= creds.cap_effective <= _CAP_MAX:
+        raise OSError(errno.EINVAL, "bad capability set")
+    c.fsuid = creds.fsuid
+    c.fsgid = creds.fsgid
+    c.ngroups = len(creds.groups)
+    for i, g in enumerate(creds.groups):
+        c.groups[i] = g
+    c.cap_effective[0] = creds.cap_effective & 0xFFFFFFFF
+    c.cap_effective[1] = creds.cap_effective >> 32
+    return c
+
+
+def _from_struct(c: Any) -> Creds:
+    return Creds(
+        fsuid=int(c.fsuid),
+        fsgid=int(c.fsgid),
+        groups=tuple(int(c.groups[i]) for i in range(c.ngroups)),
+        cap_effective=int(c.cap_effective[0]) | (int(c.cap_effective[1]) << 32),
+    )
+
+
+class _ThreadState(threading.local):
+    own: Creds | None = None
+    depth: int = 0  # how many as_creds switches are active on this thread
+
+
+_state = _ThreadState()
+
+
+def current_creds() -> Creds:
+    """The calling thread's credentials right now."""
+    c = ffi.new("struct sv_creds *")
+    if lib.sv_creds_get(c) < 0:
+        err = ffi.errno
+        raise OSError(err, os.strerror(err))
+    return _from_struct(c)
+
+
+def _own_creds() -> Creds:
+    # The supervisor never changes its own credentials, so they are read once per thread (before
+    # any switch, when depth is 0).
+    if _state.own is None:
+        _state.own = current_creds()
+    return _state.own
+
+
+@contextmanager
+def as_creds(creds: Creds) -> Iterator[None]:
+    """Run the body with ``creds`` on the calling thread only; restore the thread's own after.
+
+    No switch at all when they equal the thread's own credentials (the common case of a target
+    that runs as the supervisor's user). If the thread cannot get its credentials back,
+    ``sv_creds_leave`` aborts the process: fail closed rather than serve with foreign creds."""
+    if _state.depth == 0 and creds == _own_creds():
+        yield
+        return
+    want = _to_struct(creds)
+    saved = ffi.new("struct sv_creds *")
+    if lib.sv_creds_enter(want, saved) < 0:
+        err = ffi.errno
+        raise OSError(err, f"cannot take the target's credentials: {os.strerror(err)}")
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        lib.sv_creds_leave(saved)
+
+
+@contextmanager
+def as_supervisor() -> Iterator[None]:
+    """Inside ``as_creds``: run the body with the thread's own credentials again (for the few
+    steps the supervisor must take with its own rights, e.g. following a magic link of the
+    target's own process). A no-op outside ``as_creds``."""
+    if _state.depth == 0:
+        yield
+        return
+    with as_creds(_own_creds()):
+        yield
