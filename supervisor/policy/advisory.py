@@ -50,6 +50,8 @@ def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
                 continue
             applicable = table[name]
             pos = applicable.index(rule)
+            if any(not r.args and not r.paths for r in applicable[:pos]):
+                continue  # an earlier unconditional rule decides: this one is never reached
             if rule.action in _LETS_THROUGH or _can_let_through_after(applicable, pos, default):
                 hit.add(name)
         if hit:

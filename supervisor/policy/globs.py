@@ -75,7 +75,8 @@ def glob_to_regex(pattern: str) -> str:
             raise GlobError(f"{pattern!r} has an empty segment ('//')")
         if seg in (".", ".."):
             raise GlobError(f"{pattern!r} has a '{seg}' segment; paths are matched canonical")
-    parts = [_SEGMENT_ANY if seg == "**" else "/" + _segment_regex(seg) for seg in segments]
+    # (?=[^/]): a segment is never empty, so "/*" does not match the root "/".
+    parts = [_SEGMENT_ANY if seg == "**" else "/(?=[^/])" + _segment_regex(seg) for seg in segments]
     regex = "".join(parts)
     if all(seg == "**" for seg in segments):
         regex = f"/|{regex}"  # the root itself is "none of the segments"

@@ -10,9 +10,10 @@ For every syscall in KNOWN_SYSCALLS the rules that apply to it are walked in ord
   deny → errno, kill → kill);
 - a rule with ``args`` → collected, and the walk goes on.
 
-With no terminal rule the fallback is the policy default. Collected conditioned rules stay in
-the kernel when they all have the same kernel action and the fallback equals the filter
-default (the kernel ORs them; anything else falls to the default): one KernelRule each.
+With no terminal rule the fallback is the policy default. Trailing collected rules whose
+action is the fallback's are dropped (they cannot change the outcome). The remaining ones
+stay in the kernel when they all have the same kernel action and the fallback equals the
+filter default (the kernel ORs them; anything else falls to the default): one KernelRule each.
 Otherwise the syscall is notified and the engine decides by value: the kernel cannot express
 first-match order across differing actions. A conditioned rule with two conditions on the same
 argument is notified too (libseccomp cannot express it).
@@ -102,8 +103,11 @@ def _plan_syscall(
             fallback = kernel_action(rule.action, rule.errno)
             break
         conditioned.append(rule)
+    # A trailing conditioned rule with the fallback's action changes nothing: drop it.
+    while conditioned and kernel_action(conditioned[-1].action, conditioned[-1].errno) == fallback:
+        conditioned.pop()
     actions = {kernel_action(r.action, r.errno) for r in conditioned}
-    if not conditioned or actions == {fallback}:
+    if not conditioned:
         return fallback, ()
     if (
         len(actions) == 1

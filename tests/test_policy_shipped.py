@@ -1,0 +1,109 @@
+"""The shipped policies load, and decide a few plain requests as their comments say."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from supervisor.policy import Action, Engine, Request, load_policy, plan_filter
+
+POLICIES = pathlib.Path(__file__).resolve().parent.parent / "policies"
+FILES = sorted(POLICIES.glob("*.toml"))
+
+
+def req(syscall: str, *args: int, paths: tuple[str, ...] = ()) -> Request:
+    return Request(1, syscall, "x86_64", tuple(args) + (0,) * (6 - len(args)), paths)
+
+
+def test_expected_files() -> None:
+    assert {f.stem for f in FILES} >= {"default", "no-network", "readonly-home"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+def test_loads(path: pathlib.Path) -> None:
+    p = load_policy(path)
+    assert p.name == path.stem and p.description and p.rules
+    plan = plan_filter(p)
+    assert plan.notified | plan.kernel_decided
+
+
+def test_default_policy() -> None:
+    p = load_policy(POLICIES / "default.toml")
+    e = Engine(p)
+    plan = plan_filter(p)
+    for ok in ["read", "write", "mmap", "clone", "wait4", "getpid", "clock_gettime"]:
+        assert e.decide(req(ok, 0x11)).action is Action.ALLOW, ok
+        assert ok in plan.kernel_decided
+    for bad in [
+        "init_module",
+        "kexec_load",
+        "ptrace",
+        "bpf",
+        "mount",
+        "chroot",
+        "keyctl",
+        "settimeofday",
+        "open_by_handle_at",
+        "userfaultfd",
+        "setns",
+        "swapon",
+    ]:
+        assert e.decide(req(bad)).action is Action.DENY, bad
+        assert bad in plan.kernel_decided, bad
+    assert e.decide(req("clone3")).errno == 38
+    assert e.decide(req("unshare", 0x10000000)).action is Action.DENY
+    assert e.decide(req("clone", 0x40000000 | 0x11)).action is Action.DENY
+    assert e.decide(req("clone", 0x003D0F00 | 0x11)).action is Action.ALLOW  # pthread_create
+    assert e.decide(req("ioctl", 0, 0x5412)).action is Action.DENY
+    assert e.decide(req("ioctl", 0, 0x5401)).action is Action.ALLOW
+    for secret in [
+        "/etc/shadow",
+        "/root/.ssh/id_ed25519",
+        "/home/u/.ssh",
+        "/dev/mem",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/sys/firmware/acpi/tables/DSDT",
+    ]:
+        d = e.decide(req("openat", paths=(secret,)))
+        assert (d.action, d.errno, d.inspected) == (Action.DENY, 13, True), secret
+        assert e.decide(req("execve", paths=(secret,))).action is Action.DENY
+    for fine in [
+        "/etc/passwd",
+        "/usr/bin/gcc",
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        "/home/u/.bashrc",
+    ]:
+        assert e.decide(req("openat", paths=(fine,))).action is Action.ALLOW, fine
+    assert e.decide(req("rename", paths=("/tmp/x", "/etc/shadow"))).action is Action.DENY
+    assert "openat" in plan.notified and "read" not in plan.notified
+
+
+def test_no_network_policy() -> None:
+    p = load_policy(POLICIES / "no-network.toml")
+    e = Engine(p)
+    plan = plan_filter(p)
+    for family in (2, 10, 17):
+        assert e.decide(req("socket", family, 1)).action is Action.DENY
+    assert e.decide(req("socket", 1, 1)).action is Action.ALLOW
+    assert e.decide(req("socket", 16, 3)).action is Action.ALLOW  # netlink: not network
+    assert e.decide(req("socketcall", 1)).action is Action.DENY
+    assert "socket" in plan.kernel_decided
+    assert e.decide(req("openat", paths=("/etc/shadow",))).action is Action.DENY
+
+
+def test_readonly_home_policy() -> None:
+    e = Engine(load_policy(POLICIES / "readonly-home.toml"))
+    o_wronly, o_creat, o_trunc = 0o1, 0o100, 0o1000
+    assert e.decide(req("openat", 0, 0, 0, paths=("/home/u/f",))).action is Action.ALLOW
+    d = e.decide(req("openat", 0, 0, o_wronly | o_creat, paths=("/home/u/f",)))
+    assert (d.action, d.errno) == (Action.DENY, 30)
+    assert e.decide(req("openat", 0, 0, o_trunc, paths=("/home/u/f",))).action is Action.DENY
+    d = e.decide(req("openat", 0, 0, o_wronly | o_creat, paths=("/tmp/out",)))
+    assert (d.action, d.inspected) == (Action.ALLOW, True)
+    assert e.decide(req("open", 0, o_wronly, paths=("/dev/null",))).action is Action.ALLOW
+    assert e.decide(req("openat", 0, 0, 0, paths=("/etc/shadow",))).action is Action.DENY
+    assert e.decide(req("unlink", paths=("/tmp/x",))).action is Action.ALLOW
+    assert e.decide(req("unlink", paths=("/home/u/x",))).action is Action.DENY
+    assert e.decide(req("rename", paths=("/tmp/a", "/etc/x"))).action is Action.DENY
+    assert e.decide(req("openat2")).errno == 38
