@@ -134,6 +134,22 @@ struct sv_spawn_error { int stage; int err; };
 int sv_spawn(const char *file, char *const argv[], char *const envp[],
              const struct sock_filter *filter, unsigned short filter_len,
              unsigned int seccomp_flags, int go_fd, int err_fd);
+
+/* ---- path resolution and emulated opens (supervisor/resolve.py, supervisor/emulate.py) ---- */
+struct sv_stat {
+    uint32_t mode;
+    uint32_t nlink;
+    uint32_t uid;
+    uint32_t gid;
+    uint64_t ino;
+    uint64_t dev;
+    uint64_t mnt_id;
+    int64_t fstype;
+};
+#define SV_PROC_SUPER_MAGIC ...
+int sv_stat(int dirfd, const char *path, int flags, struct sv_stat *out);
+int sv_fd_stat(int fd, struct sv_stat *out);
+int sv_unshare_fs(void);
 """
 
 SOURCE = r"""
@@ -419,6 +435,50 @@ int sv_spawn(const char *file, char *const argv[], char *const envp[],
     report(err_fd, SV_STAGE_EXEC, e);
     _exit(e == ENOENT ? 127 : 126);
 }
+
+/* ---- path resolution and emulated opens ----
+   statx with the mount id: (mnt_id, dev, ino) names one directory in one mount, which is how the
+   resolver compares roots (st_dev/st_ino alone cannot tell a bind mount from its source). */
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sched.h>
+#include <fcntl.h>
+#define SV_PROC_SUPER_MAGIC 0x9fa0
+
+struct sv_stat {
+    uint32_t mode;
+    uint32_t nlink;
+    uint32_t uid;
+    uint32_t gid;
+    uint64_t ino;
+    uint64_t dev;
+    uint64_t mnt_id;
+    int64_t fstype;
+};
+
+int sv_stat(int dirfd, const char *path, int flags, struct sv_stat *out) {
+    struct statx s;
+    memset(out, 0, sizeof(*out));
+    if (statx(dirfd, path, flags, STATX_BASIC_STATS | STATX_MNT_ID, &s) < 0) return -1;
+    out->mode = s.stx_mode; out->nlink = s.stx_nlink; out->uid = s.stx_uid; out->gid = s.stx_gid;
+    out->ino = s.stx_ino;
+    out->dev = ((uint64_t)s.stx_dev_major << 32) | s.stx_dev_minor;
+    out->mnt_id = (s.stx_mask & STATX_MNT_ID) ? s.stx_mnt_id : 0;
+    return 0;
+}
+
+/* statx and fstatfs of an fd in one call: the resolver needs both for every result. */
+int sv_fd_stat(int fd, struct sv_stat *out) {
+    if (sv_stat(fd, "", AT_EMPTY_PATH, out) < 0) return -1;
+    struct statfs f;
+    if (fstatfs(fd, &f) < 0) return -1;
+    out->fstype = (int64_t)f.f_type;
+    return 0;
+}
+
+/* Gives the calling thread its own umask/cwd/root (unshare(CLONE_FS) acts on the caller only), so
+   an emulated creation can take the target's umask without touching other threads. */
+int sv_unshare_fs(void) { return unshare(CLONE_FS); }
 """
 
 ffibuilder = FFI()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import string
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,7 +69,7 @@ def parse_status(text: str) -> Creds:
     if len(groups) > MAX_GROUPS:
         raise OSError(errno.EINVAL, f"target has {len(groups)} groups, more than {MAX_GROUPS}")
     cap_text = fields["CapEff"]
-    if not cap_text or len(cap_text) > 16 or any(c not in "0123456789abcdefABCDEF" for c in cap_text):
+    if not cap_text or len(cap_text) > 16 or any(c not in string.hexdigits for c in cap_text):
         raise ValueError(f"bad CapEff {cap_text!r} in /proc status")
     umask = 0o022
     if "Umask" in fields:
@@ -89,7 +90,8 @@ def read_creds(tid: int) -> Creds:
     """The filesystem credentials (and umask) of thread ``tid``. OSError if it is gone."""
     with open(f"/proc/{int(tid)}/status", "rb") as f:
         data = f.read(65536)
-    return parse_status(data.decode("ascii", errors="strict"))
+    # latin-1: the Name: line is the target's own bytes; the fields we use are checked.
+    return parse_status(data.decode("latin-1"))
 
 
 def _to_struct(creds: Creds) -> Any:
