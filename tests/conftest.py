@@ -1,29 +1,49 @@
-"""Shared fixtures: compiled C test targets."""
+"""Shared fixtures: compiled C test targets, and running them under the real CLI (see
+run_helpers.py for what an end-to-end test gets)."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-TARGETS = Path(__file__).parent / "targets"
-BIN = TARGETS / "bin"
-
-
-def compile_target(name: str) -> Path:
-    """Compile tests/targets/NAME.c into tests/targets/bin/NAME when the source is newer."""
-    src = TARGETS / f"{name}.c"
-    exe = BIN / name
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        BIN.mkdir(exist_ok=True)
-        tmp = exe.with_suffix(".tmp")
-        subprocess.run(["cc", "-O2", "-Wall", "-pthread", "-o", str(tmp), str(src)], check=True)
-        tmp.rename(exe)
-    return exe
+from .run_helpers import HARMLESS, SECRET, Files, Supervise, compile_target
 
 
 @pytest.fixture(scope="session")
 def target_bin() -> Callable[[str], Path]:
     return compile_target
+
+
+@pytest.fixture
+def supervise(tmp_path: Path) -> Supervise:
+    return Supervise(tmp_path)
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A fresh directory every user can traverse (pytest's own tmp_path is 0700 root), for files
+    a target opens, also after dropping to an unprivileged uid."""
+    path = Path(tempfile.mkdtemp(prefix="sv-e2e-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def files(world_dir: Path) -> Files:
+    d = world_dir / "d"
+    sub = d / "sub"
+    sub.mkdir(parents=True)
+    d.chmod(0o755)
+    sub.chmod(0o755)
+    secret = d / "secret.txt"
+    allowed = d / "public.txt"
+    secret.write_text(SECRET + "\n")
+    allowed.write_text(HARMLESS + "\n")
+    secret.chmod(0o644)
+    allowed.chmod(0o644)
+    return Files(world_dir, d, secret, allowed, sub)
