@@ -536,15 +536,23 @@ class _Walk:
                 if not last:
                     raise
                 return self._missing(name)
-            nst = _fd_stat(nfd)
-            if stat.S_ISLNK(nst.mode) and (not last or self.follow or must_dir):
-                if self.cur_st.is_proc and not self.cur_st.is_proc_root:
-                    done = self._magic(nfd, name, last)
-                    if done is not None:
-                        return done
-                    continue
-                self._count_link()
-                body = os.readlink(b"", dir_fd=nfd)
+            try:
+                nst = _fd_stat(nfd)
+                follow_link = stat.S_ISLNK(nst.mode) and (not last or self.follow or must_dir)
+                magic = follow_link and self.cur_st.is_proc and not self.cur_st.is_proc_root
+                body = b""
+                if follow_link and not magic:
+                    self._count_link()
+                    body = os.readlink(b"", dir_fd=nfd)
+            except BaseException:
+                os.close(nfd)
+                raise
+            if magic:
+                done = self._magic(nfd, name, last)  # closes nfd
+                if done is not None:
+                    return done
+                continue
+            if follow_link:
                 os.close(nfd)
                 if not body:
                     raise _err(errno.ENOENT)
