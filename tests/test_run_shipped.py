@@ -1,0 +1,56 @@
+"""Every shipped policy runs ordinary programs; the default one keeps /etc/shadow secret."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from .run_helpers import POLICIES, Supervise
+
+SHIPPED = sorted(POLICIES.glob("*.toml"))
+WORKLOAD = "ls / >/dev/null && cat /etc/hostname && echo hi | sort | wc -l && id -u"
+
+
+def test_policies_are_shipped() -> None:
+    assert "default" in {p.stem for p in SHIPPED}
+
+
+@pytest.mark.parametrize("policy", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_policy_runs_ordinary_commands(supervise: Supervise, policy: Path) -> None:
+    r = supervise(policy.stem, ["sh", "-c", WORKLOAD])
+    assert r.returncode == 0, r.explain()
+    assert r.lines == [Path("/etc/hostname").read_text().strip(), "1", "0"], r.explain()
+
+
+@pytest.mark.parametrize("policy", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_policy_runs_python(supervise: Supervise, policy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "py-out"
+    code = f"import json, os; open({str(out)!r}, 'w').write(json.dumps(sorted(os.listdir('/'))))"
+    r = supervise(policy.stem, [sys.executable, "-c", code], cwd=tmp_path)
+    assert r.returncode == 0, r.explain()
+    assert out.exists(), r.explain()
+
+
+@pytest.mark.parametrize("policy", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_policy_by_path(supervise: Supervise, policy: Path) -> None:
+    r = supervise(policy, ["cat", "/etc/hostname"])
+    assert r.returncode == 0, r.explain()
+
+
+def test_default_denies_etc_shadow(supervise: Supervise) -> None:
+    assert os.access("/etc/shadow", os.R_OK)
+    r = supervise("default", ["cat", "/etc/shadow"])
+    assert r.returncode == 1, r.explain()
+    assert r.stdout == ""
+    assert "Permission denied" in r.stderr, r.explain()
+    denied = r.named("syscall.denied")
+    assert denied and denied[0]["path"] == "/etc/shadow", r.explain()
+
+
+def test_default_is_the_default(supervise: Supervise) -> None:
+    r = supervise(None, ["cat", "/etc/shadow"])
+    assert r.returncode == 1, r.explain()
+    assert "Permission denied" in r.stderr

@@ -1,0 +1,166 @@
+"""Targets killed in the middle of notified syscalls, many threads at once, and a flood of
+notifications: answers stay correct and the supervisor neither hangs nor crashes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .run_helpers import HARMLESS, Files, Supervise, allow_list, deny_list
+
+KILLED = 128 + signal.SIGKILL
+
+
+@pytest.fixture
+def fifo(files: Files) -> Path:
+    path = files.dir / "fifo"
+    os.mkfifo(path, 0o644)
+    return path
+
+
+def test_killed_by_itself_while_fifo_open_waits(
+    supervise: Supervise, target_bin, files: Files, fifo: Path
+) -> None:
+    """The FIFO open (allowed, performed by the supervisor on a worker thread) never completes:
+    the target SIGKILLs itself meanwhile."""
+    policy = supervise.policy(allow_list(fifo))
+    r = supervise(policy, [target_bin("killme"), "fifo-self", fifo], timeout=30)
+    assert r.returncode == KILLED, r.explain()
+    assert r.elapsed < 20, r.explain()
+    assert not [e for e in r.events if e.get("event") == "supervisor.failed"], r.explain()
+
+
+def test_killed_from_outside_while_fifo_open_waits(
+    supervise: Supervise, target_bin, files: Files, fifo: Path
+) -> None:
+    policy = supervise.policy(deny_list(files.secret))
+    run_and_kill(supervise, policy, [target_bin("killme"), "fifo-wait", str(fifo)])
+
+
+def test_killed_from_outside_during_many_opens(
+    supervise: Supervise, target_bin, files: Files
+) -> None:
+    policy = supervise.policy(deny_list(files.secret))
+    run_and_kill(supervise, policy, [target_bin("killme"), "loop-wait", str(files.allowed)])
+
+
+def test_killed_by_itself_during_many_opens(supervise: Supervise, target_bin, files: Files) -> None:
+    policy = supervise.policy(allow_list(files.allowed))
+    r = supervise(policy, [target_bin("killme"), "loop-self", files.allowed], timeout=30)
+    assert r.returncode == KILLED, r.explain()
+
+
+def test_killed_during_denied_opens(supervise: Supervise, target_bin, files: Files) -> None:
+    policy = supervise.policy(deny_list(files.secret))
+    r = supervise(policy, [target_bin("killme"), "loop-self", files.secret], timeout=30)
+    assert r.returncode == KILLED, r.explain()
+
+
+def run_and_kill(supervise: Supervise, policy: Path, cmd: list[str]) -> None:
+    log = supervise.log_file()
+    proc = subprocess.Popen(
+        supervise.argv(policy, cmd, log), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = read_line(proc, 20)
+        m = re.fullmatch(r"pid=(\d+)\n", line)
+        assert m, line
+        os.kill(int(m.group(1)), signal.SIGKILL)
+        rc = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the supervisor hung after its target was killed\n{log.read_text()}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert rc == KILLED, f"{rc}\n{stderr}\n{log.read_text()}"
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of the process's stdout, or fail after ``timeout`` seconds."""
+    result: list[str] = []
+    t = threading.Thread(target=lambda: result.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    t.start()
+    t.join(timeout)
+    if not result:
+        proc.kill()
+        pytest.fail(f"no output from the target within {timeout}s")
+    return result[0]
+
+
+def test_fifo_open_completes_when_a_writer_comes(
+    supervise: Supervise, target_bin, files: Files, fifo: Path
+) -> None:
+    """A blocking open performed by the supervisor returns once the other end shows up, while
+    the loop goes on serving others."""
+    policy = supervise.policy(allow_list(fifo))
+    log = supervise.log_file()
+    proc = subprocess.Popen(
+        supervise.argv(policy, [target_bin("killme"), "fifo-read", str(fifo)], log),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        # Opening for writing blocks until the target's (supervisor-performed) open is there.
+        with open(fifo, "w") as w:
+            w.write("through the pipe\n")
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"{out}\n{err}\n{log.read_text()}"
+    assert out.strip() == "OK:through the pipe"
+
+
+def threads_run(supervise: Supervise, target_bin, files: Files, policy: Path) -> None:
+    r = supervise(
+        policy,
+        [target_bin("threads"), files.allowed, HARMLESS, files.secret, "32", "500"],
+        timeout=240,
+    )
+    assert r.returncode == 0, r.explain()
+    assert r.stdout.strip() == "allowed_ok=8000 denied_ok=8000 wrong=0", r.explain()
+
+
+@pytest.mark.slow
+def test_many_threads_deny_list(supervise: Supervise, target_bin, files: Files) -> None:
+    threads_run(supervise, target_bin, files, supervise.policy(deny_list(files.secret)))
+
+
+@pytest.mark.slow
+def test_many_threads_allow_list(supervise: Supervise, target_bin, files: Files) -> None:
+    threads_run(supervise, target_bin, files, supervise.policy(allow_list(files.allowed)))
+
+
+@pytest.mark.slow
+def test_flood(supervise: Supervise, target_bin, files: Files) -> None:
+    """Four threads flood the supervisor with denied opens for 2 s; the main thread's allowed
+    open in the middle of it completes, and the folded log counts every denial exactly."""
+    policy = supervise.policy(deny_list(files.secret))
+    r = supervise(policy, [target_bin("flood"), files.secret, files.allowed, "4", "2"], timeout=120)
+    assert r.returncode == 0, r.explain()
+    lines = r.lines
+    assert len(lines) == 2, r.explain()
+    m = re.fullmatch(r"main_open=(\S+) main_ms=([\d.]+)", lines[0])
+    assert m and m.group(1) == f"OK:{HARMLESS}", r.explain()
+    m2 = re.fullmatch(r"flood_calls=(\d+) flood_eacces=(\d+)", lines[1])
+    assert m2, r.explain()
+    calls, eacces = int(m2.group(1)), int(m2.group(2))
+    assert calls == eacces > 1000, r.explain()
+    # Identical events within 1 s are folded: far fewer lines than calls, and nothing lost.
+    denied = [e for e in r.named("syscall.denied") if e.get("path") == str(files.secret)]
+    assert len(denied) < calls / 10, f"{len(denied)} lines for {calls} calls"
+    counted = sum(e.get("repeats", 1) for e in denied)
+    assert counted == calls, f"log counts {counted} denials, the target saw {calls}"
