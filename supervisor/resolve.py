@@ -206,7 +206,8 @@ class _Target:
     def open_root(self) -> int:
         if self.root_fd < 0:
             try:
-                fd = os.open(f"/proc/{self.tid}/root", _O_BASE | os.O_DIRECTORY)
+                with as_supervisor():  # the target's own root: not a permission question
+                    fd = os.open(f"/proc/{self.tid}/root", _O_BASE | os.O_DIRECTORY)
             except FileNotFoundError:
                 raise _err(errno.ESRCH) from None
             self.root_fd = self.keep(fd)
@@ -467,6 +468,7 @@ class _Walk:
         self.flags = flags
         self.path = path
         self.links = 0
+        self.own_proc: dict[Ids, bool] = {}
         if flags & _SCOPED:
             self.scope_fd = start
             if path.startswith(b"/") and flags & RESOLVE_BENEATH:
@@ -531,7 +533,10 @@ class _Walk:
                 comps.extendleft(reversed(self._self_components(name)))
                 continue
             try:
-                nfd = os.open(name, _O_BASE | os.O_NOFOLLOW, dir_fd=self.cur)
+                # The kernel lets a process into its own /proc/PID whatever its creds
+                # (proc_fd_permission, ptrace_may_access of the same thread group).
+                with as_supervisor() if self._in_own_proc() else nullcontext():
+                    nfd = os.open(name, _O_BASE | os.O_NOFOLLOW, dir_fd=self.cur)
             except FileNotFoundError:
                 if not last:
                     raise
@@ -575,6 +580,16 @@ class _Walk:
                 raise _err(errno.ENOTDIR)
             self._set_cur(nfd, nst)
         return self._result()
+
+    def _in_own_proc(self) -> bool:
+        st = self.cur_st
+        if not st.is_proc or st.is_proc_root:
+            return False
+        own = self.own_proc.get(st.ids)
+        if own is None:
+            with as_supervisor():
+                own = self.own_proc[st.ids] = self._owner_ok()
+        return own
 
     def _dotdot(self) -> None:
         if self.cur_st.ids == self.scope_ids:
@@ -657,9 +672,9 @@ class _Walk:
                 raise _err(errno.ELOOP)
             if self.flags & _SCOPED:
                 raise _err(errno.EXDEV)  # nd_jump_link refuses scoped lookups
+            if not self._in_own_proc():
+                raise _err(errno.EACCES, "magic link of another process")
             with as_supervisor():
-                if not self._owner_ok():
-                    raise _err(errno.EACCES, "magic link of another process")
                 self._count_link()
                 jfd = os.open(name, _O_BASE, dir_fd=self.cur)
         finally:

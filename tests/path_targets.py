@@ -24,8 +24,6 @@ cfg = json.loads(sys.argv[1])
 out = {}
 if cfg.get("pre_chdir"):
     os.chdir(cfg["pre_chdir"])
-r, w = os.pipe()
-out["pipe_r"], out["pipe_w"] = r, w
 for name, (path, flags) in cfg.get("open", {}).items():
     out[name] = os.open(path, flags)
 if cfg.get("chroot"):
@@ -38,6 +36,8 @@ if "uid" in cfg:
     os.setgroups(cfg.get("groups", []))
     os.setgid(cfg.get("gid", cfg["uid"]))
     os.setuid(cfg["uid"])
+r, w = os.pipe()  # after the uid change: the pipe is the target's own
+out["pipe_r"], out["pipe_w"] = r, w
 sys.stdout.write(json.dumps(out) + "\n")
 sys.stdout.flush()
 sys.stdin.read()

@@ -85,7 +85,10 @@ def test_read_creds(spawn: Any) -> None:
 
 
 def test_parse_status_rejects_odd_text() -> None:
-    good = "Umask:\t0022\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t9 10 \nCapEff:\t00000000000000ff\n"
+    good = (
+        "Umask:\t0022\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\n"
+        "Groups:\t9 10 \nCapEff:\t00000000000000ff\n"
+    )
     c = parse_status(good)
     assert c == Creds(4, 8, (9, 10), 0xFF)
     for bad in (
