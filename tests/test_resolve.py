@@ -268,6 +268,9 @@ def test_proc_self_is_the_target(spawn: Any, tree: str) -> None:
     # through a symlink that leads into /proc/self
     os.symlink("/proc/self/cwd", f"{tree}/b/cwdlink")
     assert rpath(t, f"{tree}/b/cwdlink/f") == f"{tree}/a/f"
+    # a supervisor thread's directory is not the target's
+    assert rerr(t, f"/proc/self/task/{os.getpid()}/../../../../etc") == errno.ENOENT
+    assert rpath(t, f"/proc/self/task/{pid}/../../../../etc") == "/etc"
     r = res(t, "/proc/self/status")
     with open(f"/proc/self/fd/{r.fd}") as f:  # the target's status, not ours
         assert f"\nPid:\t{pid}\n" in f.read()
