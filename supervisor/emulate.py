@@ -163,8 +163,8 @@ def prepare_open(
     follow = not flags & os.O_NOFOLLOW and not (create and flags & os.O_EXCL)
     r = resolver.resolve(tid, dirfd, path, follow=follow, resolve_flags=resolve_flags, creds=creds)
     try:
-        if not allowed(r.path):
-            raise Refused(r.path)
+        if not allowed(r.full_path):
+            raise Refused(r.full_path)
     except BaseException:
         r.close()
         raise
@@ -173,7 +173,7 @@ def prepare_open(
         r.exists and not flags & os.O_PATH and kind in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFSOCK)
     )
     return PreparedOpen(
-        path=r.path,
+        path=r.full_path,
         may_block=may_block,
         _resolved=r,
         _flags=flags,

@@ -157,8 +157,8 @@ def _join(parent: str, name: str) -> str:
 class Resolved:
     """Where a path argument leads, in the target's view.
 
-    ``path`` is the canonical path of the object; when it does not exist yet, of the object to
-    be created (``parent_path`` + "/" + ``name``): the loop decides on ``path`` either way.
+    ``path`` is the canonical path of the object, or, when it does not exist yet, of its parent
+    directory (the object would be ``full_path`` = path + "/" + ``name``: decide on that).
     ``fd`` is ours (O_PATH, close-on-exec): the object, or when it does not exist its parent."""
 
     path: str
@@ -166,7 +166,13 @@ class Resolved:
     exists: bool
     name: str | None
     st_mode: int
-    parent_path: str | None = None
+
+    @property
+    def full_path(self) -> str:
+        """The object's canonical path, whether it exists or is to be created."""
+        if self.exists or self.name is None:
+            return self.path
+        return _join(self.path, self.name)
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1
@@ -415,11 +421,11 @@ class PathResolver:
         fd = lib.sv_openat2(dfd, path, oflags, 0, res)
         if fd >= 0:
             return self._fast_result(t, fd)
-        code = ffi.errno
-        if code in (errno.ELOOP, errno.EAGAIN):  # magic link, or a loop; or a rename race
+        # An error may come from a walk through the SUPERVISOR's /proc/self (/dev/fd/3/..: our
+        # fd 3 may not exist): only the careful walk can say what the target would get. ELOOP
+        # is also what RESOLVE_NO_MAGICLINKS gives for a magic link.
+        if ffi.errno != errno.ENOENT:
             raise _SlowPath()
-        if code != errno.ENOENT:
-            raise _err(code)
         # Missing: the final component (not an error), a middle one, or a dangling symlink.
         stripped = path.rstrip(b"/")
         parent, _, name = stripped.rpartition(b"/")
@@ -429,10 +435,7 @@ class PathResolver:
             parent = b"/" if stripped.startswith(b"/") else b"."
         pfd = lib.sv_openat2(dfd, parent, _O_BASE | os.O_DIRECTORY, 0, res)
         if pfd < 0:
-            code = ffi.errno
-            if code in (errno.ELOOP, errno.EAGAIN):
-                raise _SlowPath()
-            raise _err(code)
+            raise _SlowPath()  # a middle component is missing, or see above
         try:
             pst = _fd_stat(pfd)
             if pst.is_proc:
@@ -451,7 +454,7 @@ class PathResolver:
             os.close(pfd)
             raise
         uname = os.fsdecode(name)
-        return Resolved(_join(view, uname), pfd, False, uname, 0, view)
+        return Resolved(view, pfd, False, uname, 0)
 
     def _fast_result(self, t: _Target, fd: int) -> Resolved:
         try:
@@ -625,7 +628,7 @@ class _Walk:
             raise _err(errno.ENOENT if self.cur_st.nlink == 0 else errno.EACCES)
         fd, _ = self._take_cur()
         uname = os.fsdecode(name)
-        return Resolved(_join(view, uname), fd, False, uname, 0, view)
+        return Resolved(view, fd, False, uname, 0)
 
     def _self_components(self, name: bytes) -> list[bytes]:
         """/proc/self and /proc/thread-self as the TARGET reads them in this procfs instance."""

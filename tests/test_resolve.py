@@ -143,11 +143,11 @@ def test_missing_and_errors(spawn: Any, tree: str) -> None:
     w = tree
     t = spawn(chdir=f"{w}/a", open={"f": [f"{w}/a/f", os.O_RDONLY]})
     r = res(t, "newname")
-    assert (r.exists, r.name, r.path, r.parent_path, r.st_mode) == (
+    assert (r.exists, r.name, r.path, r.full_path, r.st_mode) == (
         False,
         "newname",
-        f"{w}/a/newname",
         f"{w}/a",
+        f"{w}/a/newname",
         0,
     )
     assert os.fstat(r.fd).st_ino == os.stat(f"{w}/a").st_ino
@@ -197,7 +197,8 @@ def test_symlinks(spawn: Any, tree: str) -> None:
 def test_dangling_symlink_is_followed_for_create(spawn: Any, tree: str) -> None:
     t = spawn(chdir=f"{tree}/a")
     r = res(t, "dangling")
-    assert (r.exists, r.name, r.path) == (False, "newfile", f"{tree}/a/newfile")
+    assert (r.exists, r.name, r.full_path) == (False, "newfile", f"{tree}/a/newfile")
+    assert r.path == f"{tree}/a"
     r.close()
     r = res(t, "dangling", follow=False)
     assert r.exists and stat.S_ISLNK(r.st_mode) and r.path == f"{tree}/a/dangling"
@@ -206,7 +207,7 @@ def test_dangling_symlink_is_followed_for_create(spawn: Any, tree: str) -> None:
     os.symlink(f"{tree}/b/created", f"{tree}/a/d2")
     os.symlink("d2", f"{tree}/a/d1")
     r = res(t, "d1")
-    assert (r.exists, r.name, r.path) == (False, "created", f"{tree}/b/created")
+    assert (r.exists, r.name, r.full_path) == (False, "created", f"{tree}/b/created")
     r.close()
 
 
@@ -246,7 +247,7 @@ def test_non_utf8_names(spawn: Any, world: str) -> None:
         assert fnmatch.fnmatch(p, f"{world}/*/x")
         assert not fnmatch.fnmatch(p, f"{world}/x")
     r = res(t, b"caf\xe9\xff/new\x80")
-    assert not r.exists and os.fsencode(r.path) == raw + b"/new\x80"
+    assert not r.exists and os.fsencode(r.full_path) == raw + b"/new\x80"
     assert os.fsencode(r.name or "") == b"new\x80"
     r.close()
 
@@ -302,7 +303,7 @@ def test_dev_fd_and_stdin_name_the_targets_fds(spawn: Any, tree: str) -> None:
     try:
         if mine not in t.fds.values() and not os.path.exists(f"/proc/{t.pid}/fd/{mine}"):
             r = res(t, f"/proc/self/fd/{mine}")  # a missing final name, not our fd
-            assert not r.exists and r.path == f"/proc/{t.pid}/fd/{mine}"
+            assert not r.exists and r.full_path == f"/proc/{t.pid}/fd/{mine}"
             r.close()
     finally:
         os.close(mine)
@@ -313,6 +314,20 @@ def test_dev_fd_and_stdin_name_the_targets_fds(spawn: Any, tree: str) -> None:
     assert stat.S_ISLNK(r.st_mode) and r.path == f"/proc/{t2.pid}/fd/{t2.fds['f']}"
     r.close()
     assert rerr(t, f"/dev/fd/{pr}", resolve_flags=RESOLVE_NO_MAGICLINKS) == errno.ELOOP
+
+
+def test_dev_fd_of_an_o_path_dir(spawn: Any, tree: str) -> None:
+    # /dev/fd/N walks through /proc/self: an error from the supervisor's fd table (it may not
+    # have fd N, or it is a file) must not leak into the answer
+    t = spawn(open={"d": [f"{tree}/a/sub", os.O_PATH], "f": [f"{tree}/a/f", os.O_RDONLY]})
+    for fd in range(t.fds["d"], t.fds["d"] + 20):
+        if fd == t.fds["d"]:
+            assert rpath(t, f"/dev/fd/{fd}/../f") == f"{tree}/a/f"
+            assert rpath(t, f"/dev/fd/{fd}/h") == f"{tree}/a/sub/h"
+        elif fd == t.fds["f"]:
+            assert rerr(t, f"/dev/fd/{fd}/../f") == errno.ENOTDIR
+        elif fd not in t.fds.values():
+            assert rerr(t, f"/dev/fd/{fd}/../f") == errno.ENOENT
 
 
 def test_other_process_magic_links_refused(spawn: Any, tree: str) -> None:
@@ -375,7 +390,7 @@ def test_chrooted_target(spawn: Any, jail: str) -> None:
             assert f.read() == "inside"
         r.close()
     r = res(t, "rootlink/etc/new")
-    assert not r.exists and r.path == "/etc/new" and r.parent_path == "/etc"
+    assert not r.exists and r.full_path == "/etc/new" and r.path == "/etc"
     r.close()
     # the jail has no /proc: /proc/self does not exist for it
     assert rerr(t, "/proc/self/status") == errno.ENOENT
