@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ OPEN_FAMILY = ("open", "openat", "openat2", "creat")
 # The marker that must never be read from a denied file.
 SECRET = "TOPSECRET-e2e"
 HARMLESS = "harmless"
+# Log events that mean the supervisor itself went wrong.
+INTERNAL_ERRORS = ("supervisor.failed", "supervisor.internal_error")
 
 
 def compile_target(name: str) -> Path:
@@ -200,9 +203,14 @@ class Supervise:
             )
         elapsed = time.monotonic() - start
         log_text = log.read_text() if log.exists() else ""
-        return Result(
+        result = Result(
             argv, proc.returncode, proc.stdout, proc.stderr, log_text, elapsed, parse_log(log_text)
         )
+        # Whatever the test checks: the supervisor itself must not have failed on the way.
+        internal = [e for e in result.events if e.get("event") in INTERNAL_ERRORS]
+        if internal or "Traceback (most recent call last)" in proc.stderr:
+            pytest.fail(f"the supervisor reported an internal error\n{result.explain()}")
+        return result
 
 
 @dataclass
@@ -214,3 +222,17 @@ class Files:
     secret: Path
     allowed: Path
     sub: Path
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of the process's stdout, or fail after ``timeout`` seconds."""
+    result: list[str] = []
+    stdout = proc.stdout
+    assert stdout is not None
+    t = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    if not result:
+        proc.kill()
+        pytest.fail(f"no output from the target within {timeout}s")
+    return result[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .run_helpers import Files, Supervise, deny_list
+from .run_helpers import Files, Supervise, deny_list, read_line
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_sigterm_to_launcher_is_relayed(supervise: Supervise, policy: Path, targ
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
+        assert read_line(proc, 20) == "ready\n"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -122,7 +122,7 @@ def test_sigint_to_process_group(supervise: Supervise, policy: Path, target_bin)
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
+        assert read_line(proc, 20) == "ready\n"
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -144,7 +144,7 @@ def test_sigkill_to_target_only(supervise: Supervise, policy: Path, target_bin) 
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
+        assert read_line(proc, 20) == "ready\n"
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 1, children
         os.kill(int(children[0]), signal.SIGKILL)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .run_helpers import HARMLESS, SECRET, Files, Supervise, deny_list
+from .run_helpers import HARMLESS, SECRET, Files, Supervise, allow_list, deny_list
 
 Op = tuple[str, ...]
 # A trick builds the ops that reach the file NAME (in files.dir) a particular way.
@@ -256,3 +256,64 @@ def test_etc_shadow(supervise: Supervise, target_bin, files: Files) -> None:
     assert out[:-1] == ["EACCES"] * (len(groups) - 1), r.explain()
     assert out[-1].startswith("OK"), r.explain()
     assert os.access("/etc/shadow", os.R_OK)  # so the denials above were the supervisor's
+
+
+def test_inside_a_chroot(supervise: Supervise, target_bin, files: Files) -> None:
+    """Paths are the target's view: after chroot(d) the secret is /secret.txt; `..` and
+    absolute symlinks stay inside the new root."""
+    make_links(files)
+    policy = supervise.policy(deny_list("/secret.txt"))
+    r, out = run_ops(
+        supervise,
+        policy,
+        target_bin("sysops"),
+        [("chroot", str(files.dir)), ("chdir", "/"), ("open", "/public.txt")],
+        [("open", "/secret.txt")],
+        [("open", "/../../secret.txt")],
+        [("open", "/sub/up/secret.txt")],
+        [("chdir", "/sub"), ("open", "../secret.txt")],
+        [("open", "../link-secret.txt")],
+        [("openat2", "cwd", "/secret.txt", "0")],
+        [("i386_open", "/secret.txt")],
+    )
+    assert out == [f"OK:{HARMLESS}"] + ["EACCES"] * 7, r.explain()
+    assert SECRET not in r.stdout
+
+
+def test_answers_like_the_kernel(supervise: Supervise, target_bin, files: Files) -> None:
+    """Bad pointers and over-long paths get the kernel's errno, and the supervisor goes on."""
+    policy = supervise.policy(deny_list(files.secret))
+    r, out = run_ops(
+        supervise,
+        policy,
+        target_bin("sysops"),
+        [("open_badptr",)],
+        [("open_long", "5000")],
+        [("open_long", "300")],
+        [("open", f"{files.dir}/missing.txt")],
+        [("open", f"{files.allowed}/")],
+        [("open", f"{files.secret}/")],
+        [("open", str(files.allowed))],
+    )
+    assert out == [
+        "EFAULT",
+        "ENAMETOOLONG",
+        "ENAMETOOLONG",
+        "ENOENT",
+        "ENOTDIR",
+        "ENOTDIR",
+        f"OK:{HARMLESS}",
+    ], r.explain()
+
+
+def test_answers_like_the_kernel_allow_list(supervise: Supervise, target_bin, files: Files) -> None:
+    policy = supervise.policy(allow_list(files.allowed))
+    r, out = run_ops(
+        supervise,
+        policy,
+        target_bin("sysops"),
+        [("open_badptr",)],
+        [("open_long", "5000")],
+        [("open", str(files.allowed))],
+    )
+    assert out == ["EFAULT", "ENAMETOOLONG", f"OK:{HARMLESS}"], r.explain()

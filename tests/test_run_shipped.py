@@ -54,3 +54,12 @@ def test_default_is_the_default(supervise: Supervise) -> None:
     r = supervise(None, ["cat", "/etc/shadow"])
     assert r.returncode == 1, r.explain()
     assert "Permission denied" in r.stderr
+
+
+def test_default_denies_chroot(supervise: Supervise, target_bin, tmp_path: Path) -> None:
+    """Path rules are in the target's view; `default` keeps the target from changing that view."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "shadow").write_text("fake\n")
+    r = supervise("default", [target_bin("sysops"), "chroot", tmp_path, "open", "/etc/shadow"])
+    assert r.returncode == 0, r.explain()
+    assert r.lines == ["EPERM", "EACCES"], r.explain()

@@ -3,17 +3,17 @@ notifications: answers stay correct and the supervisor neither hangs nor crashes
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from .run_helpers import HARMLESS, Files, Supervise, allow_list, deny_list
+from .run_helpers import HARMLESS, Files, Supervise, allow_list, deny_list, read_line
 
 KILLED = 128 + signal.SIGKILL
 
@@ -85,18 +85,6 @@ def run_and_kill(supervise: Supervise, policy: Path, cmd: list[str]) -> None:
     assert rc == KILLED, f"{rc}\n{stderr}\n{log.read_text()}"
 
 
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """One line of the process's stdout, or fail after ``timeout`` seconds."""
-    result: list[str] = []
-    t = threading.Thread(target=lambda: result.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    t.start()
-    t.join(timeout)
-    if not result:
-        proc.kill()
-        pytest.fail(f"no output from the target within {timeout}s")
-    return result[0]
-
-
 def test_fifo_open_completes_when_a_writer_comes(
     supervise: Supervise, target_bin, files: Files, fifo: Path
 ) -> None:
@@ -111,10 +99,19 @@ def test_fifo_open_completes_when_a_writer_comes(
         text=True,
     )
     try:
-        time.sleep(0.5)
-        # Opening for writing blocks until the target's (supervisor-performed) open is there.
-        with open(fifo, "w") as w:
-            w.write("through the pipe\n")
+        # A non-blocking open for writing fails with ENXIO until the target's open (performed
+        # by the supervisor) is waiting at the other end.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as e:
+                if e.errno != errno.ENXIO or time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        os.write(w, b"through the pipe\n")
+        os.close(w)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:

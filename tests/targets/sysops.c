@@ -14,7 +14,8 @@
  *   creat PATH (O_CREAT|O_WRONLY, writes "created")    stat PATH -> OK:uid:gid
  *   mkdir PATH   socket inet|inet6|unix   ptrace (PTRACE_TRACEME)
  *   link OLD NEW   linkat OLD NEW   linkat_follow OLD NEW   rename OLD NEW   renameat2 OLD NEW
- *   symlink TARGET LINK   unlink PATH
+ *   symlink TARGET LINK   unlink PATH   chroot DIR
+ *   open_badptr (SYS_open on an unmapped address)   open_long N (a path of N bytes: "/" + "a"s)
  *   dropuid N (setgroups([]), setresgid(N), setresuid(N))
  *   i386_open PATH (int $0x80, eax=5)   i386_mkdir PATH (int $0x80, eax=39)
  *   raise SIG   exit N   sleep_ms N
@@ -239,6 +240,20 @@ int main(int argc, char **argv)
         } else if (!strcmp(op, "symlink")) {
             used = need(argc, i, 2, op);
             print_status(symlink(a, b));
+        } else if (!strcmp(op, "chroot")) {
+            used = need(argc, i, 1, op);
+            print_status(syscall(SYS_chroot, subst(a)));
+        } else if (!strcmp(op, "open_badptr")) {
+            print_open((int)syscall(SYS_open, (const char *)16, O_RDONLY));
+        } else if (!strcmp(op, "open_long")) {
+            used = need(argc, i, 1, op);
+            size_t n = (size_t)atol(a);
+            char *p = malloc(n + 1);
+            memset(p, 'a', n);
+            p[0] = '/';
+            p[n] = '\0';
+            print_open((int)syscall(SYS_open, p, O_RDONLY));
+            free(p);
         } else if (!strcmp(op, "unlink")) {
             used = need(argc, i, 1, op);
             print_status(unlink(subst(a)));
