@@ -15,6 +15,9 @@ the decision can redirect it (no TOCTOU).
   than creating a file the policy did not see). The target's umask applies: the emulating thread
   gets its own fs_struct once (unshare(CLONE_FS) acts on the caller only) and sets its umask to
   the target's around the call, so a default ACL on the directory works as in the kernel.
+* O_PATH: ``open`` returns the O_PATH fd of the resolution, but SECCOMP_IOCTL_NOTIF_ADDFD takes
+  its source with fget(), which skips O_PATH files: ADDFD answers EBADF. ``path_only`` tells the
+  loop; it has to answer such opens another way (seen in tests/test_run_paths.py).
 * O_CLOEXEC is the loop's business (ADDFD ``newfd_flags``); our fd is always close-on-exec, and
   O_NOCTTY so that opening a terminal never makes it the supervisor's controlling terminal.
 """
@@ -72,6 +75,7 @@ class PreparedOpen:
 
     path: str
     may_block: bool
+    path_only: bool  # O_PATH was asked: the fd cannot go through ADDFD (see the module doc)
     _resolved: Resolved
     _flags: int
     _mode: int
@@ -175,6 +179,7 @@ def prepare_open(
     return PreparedOpen(
         path=r.full_path,
         may_block=may_block,
+        path_only=bool(flags & os.O_PATH),
         _resolved=r,
         _flags=flags,
         _mode=mode,

@@ -137,6 +137,7 @@ def test_directory_nofollow_path_tmpfile(spawn: Any, files: str) -> None:
     fd = emu(t, "link", os.O_PATH | os.O_NOFOLLOW)
     assert os.readlink(b"", dir_fd=fd) == b"data"
     os.close(fd)
+    assert prep(t, "data", os.O_PATH).path_only
     fd = emu(t, "data", os.O_PATH)
     assert os.fstat(fd).st_ino == os.stat(f"{files}/pub/data").st_ino
     with pytest.raises(OSError):
