@@ -8,19 +8,22 @@ import re
 
 import pytest
 
-from .run_helpers import HARMLESS, SECRET, Files, Supervise, allow_list, deny_list
+from .run_helpers import SECRET, Files, Supervise, allow_list, deny_list
 
 OPENS = 12_000
 
 
-def run_toctou(supervise: Supervise, target_bin, files: Files, policy_text: str) -> dict[str, int]:
+def run_toctou(
+    supervise: Supervise, target_bin, files: Files, policy_text: str, *, link: bool = False
+) -> dict[str, int]:
     assert len(str(files.allowed)) == len(str(files.secret))
     policy = supervise.policy(policy_text)
-    r = supervise(
-        policy,
-        [target_bin("toctou"), files.allowed, files.secret, str(OPENS), SECRET],
-        timeout=240,
-    )
+    cmd = [target_bin("toctou"), files.allowed, files.secret, str(OPENS), SECRET]
+    if link:
+        # The thread flips a symlink's target instead of the path buffer.
+        (files.dir / "flip").symlink_to(files.allowed)
+        cmd.append(files.dir / "flip")
+    r = supervise(policy, cmd, timeout=240)
     assert r.returncode == 0, r.explain()
     m = re.fullmatch(
         r"opens=(\d+) ok_allowed=(\d+) ok_secret=(\d+) denied=(\d+) other=(\d+)", r.stdout.strip()
@@ -51,5 +54,11 @@ def test_toctou_deny_list(supervise: Supervise, target_bin, files: Files) -> Non
     run_toctou(supervise, target_bin, files, deny_list(files.secret))
 
 
-def test_toctou_files_differ(files: Files) -> None:
-    assert files.allowed.read_text().strip() == HARMLESS
+@pytest.mark.slow
+def test_toctou_symlink_flip_allow_list(supervise: Supervise, target_bin, files: Files) -> None:
+    run_toctou(supervise, target_bin, files, allow_list(files.allowed), link=True)
+
+
+@pytest.mark.slow
+def test_toctou_symlink_flip_deny_list(supervise: Supervise, target_bin, files: Files) -> None:
+    run_toctou(supervise, target_bin, files, deny_list(files.secret), link=True)

@@ -1,8 +1,10 @@
 /* toctou: one thread flips a path buffer between an allowed file and a denied one as fast as it
  * can while the main thread opens the buffer in a loop and reads what it got.
  *
- * Usage: toctou ALLOWED DENIED N_OPENS SECRET_MARKER
- * ALLOWED and DENIED must have the same length, so every flip rewrites the whole name. Prints
+ * Usage: toctou ALLOWED DENIED N_OPENS SECRET_MARKER [LINK]
+ * ALLOWED and DENIED must have the same length, so every flip rewrites the whole name. With
+ * LINK, the buffer stays LINK and the thread flips what the symlink LINK points to instead
+ * (a new symlink renamed over it: atomic), between ALLOWED and DENIED. Prints
  * "opens=N ok_allowed=A ok_secret=S denied=D other=O": S > 0 means the supervisor let an open
  * through after checking the path (the kernel then read the flipped name).
  */
@@ -21,6 +23,21 @@ static char path[4096];
 static const char *allowed, *denied;
 static size_t len;
 static atomic_int stop;
+static const char *link_path;
+
+static void *link_flipper(void *arg)
+{
+    (void)arg;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", link_path);
+    int i = 0;
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        unlink(tmp);
+        if (symlink((i++ & 1) ? denied : allowed, tmp) == 0)
+            rename(tmp, link_path);
+    }
+    return NULL;
+}
 
 static void *flipper(void *arg)
 {
@@ -36,8 +53,8 @@ static void *flipper(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: toctou ALLOWED DENIED N_OPENS SECRET_MARKER\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: toctou ALLOWED DENIED N_OPENS SECRET_MARKER [LINK]\n");
         return 2;
     }
     allowed = argv[1];
@@ -50,8 +67,12 @@ int main(int argc, char **argv)
         return 2;
     }
     memcpy(path, allowed, len + 1);
+    if (argc == 6) {
+        link_path = argv[5];
+        snprintf(path, sizeof path, "%s", link_path);
+    }
     pthread_t t;
-    if (pthread_create(&t, NULL, flipper, NULL) != 0) {
+    if (pthread_create(&t, NULL, link_path ? link_flipper : flipper, NULL) != 0) {
         perror("pthread_create");
         return 2;
     }
