@@ -13,7 +13,8 @@ How a decision becomes a reply (the one place that does it, ``_act``):
   family the supervisor opens the file itself, under the target's credentials and root, checks the
   path it actually reached, and installs the fd with ADDFD|SEND. Other syscalls cannot be
   performed that way; for them such an allow is *advisory*, said when the policy is loaded and by
-  ``policy check``, and the loop resumes them with CONTINUE.
+  ``policy check``, and the loop resumes them with CONTINUE. So are opens with O_PATH: the
+  kernel's ADDFD cannot install O_PATH files.
 
 Most notifications are handled inline on the loop's task (memory reads, path resolution with
 O_PATH and the engine never block). Opens of FIFOs and devices can block for ever, so they run
@@ -60,6 +61,7 @@ O_TRUNC = os.O_TRUNC
 O_WRONLY = os.O_WRONLY
 O_NOFOLLOW = os.O_NOFOLLOW
 O_CLOEXEC = os.O_CLOEXEC
+O_PATH = os.O_PATH
 OPEN_HOW_SIZE = 24  # struct open_how, version 0
 # How many notifications the loop handles back to back before letting other tasks run.
 BATCH = 32
@@ -340,6 +342,13 @@ class Supervisor:
             dirfd, path_arg = _dirfd(args[0]), args[1]
         flags = int32(flags) & 0xFFFFFFFF
         mode &= 0o7777
+        if flags & O_PATH:
+            # ADDFD cannot install an O_PATH file (the kernel's fget() skips them), so an
+            # allowed O_PATH open is resumed after the check: advisory. Such an fd grants no
+            # read or write, and every later use of it by path (openat relative to it,
+            # /proc/self/fd/N) is resolved and checked again.
+            self.listener.send_continue(n.id)
+            return
         path = self._memory.read_string(n.id, n.pid, path_arg)
         creds = read_creds(n.pid)
         if not self.listener.id_valid(n.id):

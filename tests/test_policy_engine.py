@@ -373,3 +373,32 @@ def test_every_and_any_property(paths: list[str]) -> None:
     d = e.decide(req("link", paths=tuple(paths)))
     allowed = bool(paths) and all(p.startswith("/tmp/") for p in paths)
     assert (d.action is Action.ALLOW) is allowed
+
+
+def test_rename_of_a_directory_above_a_protected_path_is_refused() -> None:
+    policy = parse_policy(
+        """
+default = "allow"
+[[rule]]
+name = "keys"
+path = ["/home/*/.ssh/**", "/etc/shadow"]
+action = "deny"
+errno = "EACCES"
+"""
+    )
+    engine = Engine(policy)
+
+    def rename(src: str, dst: str, syscall: str = "rename") -> Decision:
+        return engine.decide(Request(1, syscall, "x86_64", (0,) * 6, (src, dst)))
+
+    for src in ("/home/u", "/home", "/", "/etc", "/home/u/.ssh"):
+        assert rename(src, "/tmp/moved").action is Action.DENY, src
+        assert rename(src, "/tmp/moved", "renameat2").action is Action.DENY, src
+    # Exchanging a directory with one above the secrets moves them too.
+    assert rename("/tmp/x", "/home/u", "renameat2").action is Action.DENY
+    for src in ("/home/u/docs", "/tmp/a", "/etc/passwd", "/etc/shadow.d"):
+        assert rename(src, "/tmp/moved").action is Action.ALLOW, src
+    # Only the rename family: stat of a directory above the secrets is fine.
+    assert engine.decide(Request(1, "stat", "x86_64", (0,) * 6, ("/home/u",))).action is (
+        Action.ALLOW
+    )

@@ -9,7 +9,9 @@ policy default decides when none does. A rule matches when all its argument cond
 and, if it has ``path``: for a refusing rule (deny, kill) ANY path argument matches ANY glob;
 for a rule that lets the call through (allow, log) EVERY path argument matches some glob. A
 request that carries no paths (the loop could not read them) fails closed: refusing path rules
-match it, letting ones do not.
+match it, letting ones do not. For the rename family a refusing rule also matches a directory
+*above* what its globs match: moving that directory would carry the protected files to paths the
+globs no longer name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .globs import compile_globs
+from .globs import compile_ancestor_globs, compile_globs
 from .model import U64_MASK, Action, Policy, Rule, rules_by_syscall
 
 
@@ -67,6 +69,10 @@ _OPS: dict[str, _Cmp] = {
     "&=": operator.eq,  # after masking
 }
 
+# Syscalls that move a directory tree to a new path: a refusing path rule also matches a
+# directory above what it protects (renaming /home/u would carry /home/u/.ssh along).
+MOVING_SYSCALLS = frozenset({"rename", "renameat", "renameat2"})
+
 # (arg index, comparison, value, mask applied to the argument first)
 _Cond = tuple[int, _Cmp, int, int]
 
@@ -75,6 +81,7 @@ _Cond = tuple[int, _Cmp, int, int]
 class _Compiled:
     conds: tuple[_Cond, ...]
     match: Callable[[str], re.Match[str] | None] | None
+    above: Callable[[str], bool] | None  # refusing path rules: a directory above a match
     refuses: bool
     plain: Decision
     inspected: Decision
@@ -85,10 +92,12 @@ def _compile(rule: Rule) -> _Compiled:
         (c.index, _OPS[c.op], c.value, c.mask if c.op == "&=" else U64_MASK) for c in rule.args
     )
     match = compile_globs(rule.paths) if rule.paths else None
+    above = compile_ancestor_globs(rule.paths) if rule.paths and rule.action.refuses else None
     errno = rule.errno if rule.action is Action.DENY else 0
     return _Compiled(
         conds=conds,
         match=match,
+        above=above,
         refuses=rule.action.refuses,
         plain=Decision(rule.action, errno, rule.name, False),
         inspected=Decision(rule.action, errno, rule.name, True),
@@ -124,6 +133,7 @@ class Engine:
         args = request.args
         nargs = len(args)
         inspected = False
+        moves = request.syscall in MOVING_SYSCALLS
         for rule in rules:
             for index, cmp, value, mask in rule.conds:
                 arg = args[index] if index < nargs else 0
@@ -137,6 +147,10 @@ class Engine:
                 paths = request.paths
                 if rule.refuses:
                     if not paths or any(match(p) for p in paths):
+                        return rule.inspected
+                    # Moving a directory above a protected path would move the protected
+                    # files out from under the globs.
+                    if moves and rule.above and any(rule.above(p) for p in paths):
                         return rule.inspected
                 elif paths and all(match(p) for p in paths):
                     return rule.inspected

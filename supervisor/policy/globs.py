@@ -94,3 +94,40 @@ def compile_globs(patterns: Iterable[str]) -> Callable[[str], re.Match[str] | No
 def glob_match(pattern: str, path: str) -> bool:
     """Whether ``path`` matches ``pattern`` (compiles every call: for tests and tools)."""
     return re.fullmatch(glob_to_regex(pattern), path) is not None
+
+
+def _segments(pattern: str) -> list[str]:
+    glob_to_regex(pattern)  # validates
+    body = pattern[1:].rstrip("/")
+    return body.split("/") if body else []
+
+
+def compile_ancestor_globs(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """A test of whether a path is a directory *above* something one of ``patterns`` matches:
+    ``/home/u`` is above ``/home/*/.ssh/**``. Renaming such a directory moves the protected
+    files to paths the globs no longer match, so refusing rules treat it as a match for the
+    rename family."""
+    compiled: list[list[re.Pattern[str] | None]] = [
+        [None if seg == "**" else re.compile(_segment_regex(seg)) for seg in _segments(p)]
+        for p in patterns
+    ]
+
+    def above(glob: list[re.Pattern[str] | None], parts: list[str]) -> bool:
+        # Can parts be extended by one or more segments to match glob?
+        def walk(i: int, j: int) -> bool:
+            if j == len(parts):
+                return i < len(glob) or (i > 0 and glob[i - 1] is None)
+            if i == len(glob):
+                return False
+            seg = glob[i]
+            if seg is None:
+                return walk(i + 1, j) or walk(i, j + 1)
+            return seg.fullmatch(parts[j]) is not None and walk(i + 1, j + 1)
+
+        return walk(0, 0)
+
+    def is_above(path: str) -> bool:
+        parts = [p for p in path.split("/") if p]
+        return any(above(glob, parts) for glob in compiled)
+
+    return is_above
