@@ -417,7 +417,10 @@ int sv_spawn(const char *file, char *const argv[], char *const envp[],
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) { report(err_fd, SV_STAGE_NNP, errno); _exit(125); }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        report(err_fd, SV_STAGE_NNP, errno);
+        _exit(125);
+    }
     struct sock_fprog prog = { filter_len, (struct sock_filter *)filter };
     long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, seccomp_flags, &prog);
     if (fd < 0 && errno == EINVAL && (seccomp_flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV))

@@ -1,1 +1,4 @@
-"""The kernel layer: one module per kernel interface, all calls through cffi (``supervisor._native``)."""
+"""The kernel layer: one module per kernel interface, all calls through cffi.
+
+(The calls themselves are compiled into ``supervisor._native`` by ``supervisor/_build.py``.)
+"""
