@@ -206,8 +206,36 @@ def test_rename_of_parent_dir_of_denied_file(
         target_bin("sysops"),
         [("rename", str(files.dir), f"{files.root}/moved-d")],
         [("open", f"{files.root}/moved-d/secret.txt")],
+        [("rename", str(files.root), f"{files.root}-moved")],
+        [("open", f"{files.root}-moved/d/secret.txt")],
+        [("chdir", str(files.root)), ("rename", "d", "moved-again")],
+        [("open", f"{files.root}/moved-again/secret.txt")],
+        [("rename", str(files.sub), f"{files.root}/moved-sub")],
     )
     assert SECRET not in r.stdout, r.explain()
+    assert out[0] == out[2] == out[4] == "EACCES", r.explain()
+    assert out[6] == "OK", r.explain()  # a directory beside the secret moves freely
+    assert files.secret.read_text() == SECRET + "\n"
+
+
+def test_rename_exchange_of_parent_dir(
+    supervise: Supervise, target_bin, files: Files, secret_policy: Path
+) -> None:
+    """RENAME_EXCHANGE swaps the secret's directory with an empty one: refused either way round."""
+    other = files.root / "other"
+    other.mkdir()
+    r, out = run_ops(
+        supervise,
+        secret_policy,
+        target_bin("sysops"),
+        [("rename_exchange", str(files.dir), str(other))],
+        [("rename_exchange", str(other), str(files.dir))],
+        [("open", f"{other}/secret.txt")],
+        [("rename_exchange", str(files.secret), str(files.allowed))],
+        [("open", str(files.allowed))],
+    )
+    assert SECRET not in r.stdout, r.explain()
+    assert out == ["EACCES", "EACCES", "ENOENT", "EACCES", f"OK:{HARMLESS}"], r.explain()
 
 
 def test_creat_through_dangling_symlink(

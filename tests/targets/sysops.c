@@ -14,6 +14,7 @@
  *   creat PATH (O_CREAT|O_WRONLY, writes "created")    stat PATH -> OK:uid:gid
  *   mkdir PATH   socket inet|inet6|unix   ptrace (PTRACE_TRACEME)
  *   link OLD NEW   linkat OLD NEW   linkat_follow OLD NEW   rename OLD NEW   renameat2 OLD NEW
+ *   rename_exchange A B (renameat2 RENAME_EXCHANGE)
  *   symlink TARGET LINK   unlink PATH   chroot DIR
  *   open_badptr (SYS_open on an unmapped address)   open_long N (a path of N bytes: "/" + "a"s)
  *   dropuid N (setgroups([]), setresgid(N), setresuid(N))
@@ -232,11 +233,12 @@ int main(int argc, char **argv)
             char old[4096];
             snprintf(old, sizeof old, "%s", subst(a));
             print_status(syscall(SYS_rename, old, subst(b)));
-        } else if (!strcmp(op, "renameat2")) {
+        } else if (!strcmp(op, "renameat2") || !strcmp(op, "rename_exchange")) {
             used = need(argc, i, 2, op);
             char old[4096];
             snprintf(old, sizeof old, "%s", subst(a));
-            print_status(syscall(SYS_renameat2, AT_FDCWD, old, AT_FDCWD, subst(b), 0));
+            unsigned flags = op[6] == '_' ? RENAME_EXCHANGE : 0;
+            print_status(syscall(SYS_renameat2, AT_FDCWD, old, AT_FDCWD, subst(b), flags));
         } else if (!strcmp(op, "symlink")) {
             used = need(argc, i, 2, op);
             print_status(symlink(a, b));
