@@ -25,9 +25,11 @@ the loop down and never allows the syscall.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,7 +129,8 @@ class Supervisor:
         }
 
     def set_policy(self, policy: Policy) -> None:
-        """New decisions use ``policy`` (the kernel filter itself cannot change)."""
+        """New decisions use ``policy`` (the kernel filter itself cannot change). A new Engine:
+        the counters, token buckets and dice of stateful rules start afresh."""
         self.policy = policy
         self.engine = Engine(policy)
 
@@ -191,6 +194,8 @@ class Supervisor:
                 args=n.args,
                 paths=call.paths if call else (),
             )
+            if self.engine.has_budgets:
+                request = self._budget_facts(n, request)
             decision = self.engine.decide(request)
             self._act(n, request, decision)
         except TargetGone:
@@ -281,6 +286,21 @@ class Supervisor:
         how = memoryview(raw).cast("Q")
         return how[0], how[1], how[2]
 
+    def _budget_facts(self, n: Notification, request: Request) -> Request:
+        """The request with what `limit`/`rate` rules count by: the time, and the process and
+        user only for syscalls whose rules count per process or user (a /proc read)."""
+        engine = self.engine
+        now = time.monotonic() if engine.uses_clock else 0.0
+        tgid, uid = 0, -1
+        if engine.needs_process(request.syscall) or engine.needs_user(request.syscall):
+            try:
+                tgid, uid = _tgid_uid(n.pid)
+            except (OSError, ValueError):
+                raise TargetGone() from None
+            if not self.listener.id_valid(n.id):
+                raise TargetGone()  # the tid may name another thread by now
+        return dataclasses.replace(request, now=now, tgid=tgid, uid=uid)
+
     # -- acting on a decision -----------------------------------------------------------------
     def _act(self, n: Notification, request: Request, decision: Decision) -> None:
         action = decision.action
@@ -288,6 +308,16 @@ class Supervisor:
             self.counters.denied += 1
             self._record("syscall.denied", n, request, decision)
             self.listener.send_error(n.id, decision.errno or errno.EPERM)
+        elif action is Action.FAIL:
+            # Fault injection: an error the call could have had, chosen by the policy.
+            self.counters.denied += 1
+            self._record("syscall.failed", n, request, decision, level="info")
+            self.listener.send_error(n.id, decision.errno or errno.EIO)
+        elif action is Action.VALUE:
+            # Answered without running the syscall: nothing the target holds is used.
+            self.counters.allowed += 1
+            self._record("syscall.answered", n, request, decision, level="info")
+            self.listener.send_value(n.id, decision.value)
         elif action is Action.KILL:
             self.counters.killed += 1
             self._record("syscall.killed", n, request, decision, level="error")
@@ -356,9 +386,7 @@ class Supervisor:
         cloexec = bool(flags & O_CLOEXEC)
 
         def allowed(final_path: str) -> bool:
-            again = self.engine.decide(
-                Request(pid=n.pid, syscall=name, arch=request.arch, args=args, paths=(final_path,))
-            )
+            again = self.engine.peek(dataclasses.replace(request, paths=(final_path,)))
             return again.action in (Action.ALLOW, Action.LOG)
 
         try:
@@ -374,9 +402,7 @@ class Supervisor:
                 allowed,
             )
         except Refused as e:
-            decision = self.engine.decide(
-                Request(pid=n.pid, syscall=name, arch=request.arch, args=args, paths=(e.path,))
-            )
+            decision = self.engine.peek(dataclasses.replace(request, paths=(e.path,)))
             self.counters.allowed -= 1
             self.counters.denied += 1
             self._record("syscall.denied", n, request, decision, raced_path=e.path)
@@ -462,6 +488,12 @@ class Supervisor:
             data["action"] = decision.action.value
             if decision.action is Action.DENY:
                 data["errno"] = errno_name(decision.errno or errno.EPERM)
+            elif decision.action is Action.FAIL:
+                data["errno"] = errno_name(decision.errno or errno.EIO)
+            elif decision.action is Action.VALUE:
+                data["value"] = decision.value
+            if decision.over_limit:
+                data["over_limit"] = True
             data.update(extra)
             return data
 
@@ -485,6 +517,21 @@ def _dirfd(arg: int) -> int | None:
 
 def _join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if name else parent
+
+
+def _tgid_uid(tid: int) -> tuple[int, int]:
+    """The thread group id and the real uid of thread ``tid`` (one read of its status)."""
+    tgid = uid = -1
+    with open(f"/proc/{tid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                tgid = int(line.split()[1])
+            elif line.startswith(b"Uid:"):
+                uid = int(line.split()[1])
+                break  # Uid: comes after Tgid:
+    if tgid < 0 or uid < 0:
+        raise ProcessLookupError(tid)
+    return tgid, uid
 
 
 def _tgid(tid: int) -> int:

@@ -107,3 +107,42 @@ def test_readonly_home_policy() -> None:
     assert e.decide(req("unlink", paths=("/home/u/x",))).action is Action.DENY
     assert e.decide(req("rename", paths=("/tmp/a", "/etc/x"))).action is Action.DENY
     assert e.decide(req("openat2")).errno == 38
+
+
+def test_fault_injection_policy() -> None:
+    p = load_policy(POLICIES / "fault-injection.toml")
+    plan = plan_filter(p)
+    assert {"write", "openat", "fsync", "connect", "clone"} <= plan.notified
+    assert "read" in plan.kernel_decided and p.warnings == ()
+    e = Engine(p)
+    # stdin/stdout/stderr never fail; every 20th write to fd >= 3 fails with ENOSPC
+    assert all(e.decide(req("write", 1)).action is Action.ALLOW for _ in range(100))
+    writes = [e.decide(req("write", 3)) for _ in range(40)]
+    failed = [i + 1 for i, d in enumerate(writes) if d.action is Action.FAIL]
+    assert failed == [20, 40] and writes[19].errno == 28  # ENOSPC
+    # creating in /tmp fails 5% of the time, reproducibly; reading never; elsewhere never
+    o_creat = 0o100
+
+    def creates(engine: Engine) -> list[bool]:
+        return [
+            engine.decide(req("openat", 0, 0, o_creat, paths=("/tmp/f",))).action is Action.FAIL
+            for _ in range(400)
+        ]
+
+    first = creates(e)
+    assert first == creates(Engine(p)) and 5 <= sum(first) <= 40
+    assert not any(
+        e.decide(req("openat", 0, 0, 0, paths=("/tmp/f",))).action is Action.FAIL
+        for _ in range(200)
+    )
+    assert e.decide(req("openat", 0, 0, o_creat, paths=("/home/u/f",))).action is Action.ALLOW
+    # every 4th fsync fails with EIO
+    fsyncs = "".join(e.decide(req("fsync", 3)).action.name[0] for _ in range(8))
+    assert fsyncs == "AAAFAAAF"
+    # connects: about 10% refused
+    refused = sum(e.decide(req("connect", 3)).action is Action.FAIL for _ in range(1000))
+    assert 50 <= refused <= 150
+    # 256 processes, then EAGAIN
+    forks = [e.decide(req("clone", 0x11)) for _ in range(257)]
+    assert {d.action for d in forks[:256]} == {Action.ALLOW}
+    assert (forks[256].action, forks[256].errno) == (Action.DENY, 11)

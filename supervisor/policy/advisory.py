@@ -31,7 +31,7 @@ def _can_let_through_after(rules: tuple[Rule, ...], start: int, default: Action)
     for later in rules[start + 1 :]:
         if later.action in _LETS_THROUGH:
             return True
-        if not later.args and not later.paths:
+        if not later.args and not later.paths and not later.may_fall_through:
             return False  # an unconditional refusal: nothing after it is reached
     return default in _LETS_THROUGH
 
@@ -50,7 +50,7 @@ def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
                 continue
             applicable = table[name]
             pos = applicable.index(rule)
-            if any(not r.args and not r.paths for r in applicable[:pos]):
+            if any(not r.args and not r.paths and not r.may_fall_through for r in applicable[:pos]):
                 continue  # an earlier unconditional rule decides: this one is never reached
             if rule.action in _LETS_THROUGH or _can_let_through_after(applicable, pos, default):
                 hit.add(name)

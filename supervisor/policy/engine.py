@@ -12,17 +12,24 @@ request that carries no paths (the loop could not read them) fails closed: refus
 match it, letting ones do not. For the rename family a refusing rule also matches a directory
 *above* what its globs match: moving that directory would carry the protected files to paths the
 globs no longer name.
+
+Stateful rules (state.py): a ``fail`` rule with ``probability``/``every`` that matched rolls its
+dice, and when they say no the rule does not match (the next rules are tried); a rule with
+``limit``/``rate`` that matched spends its budget, and past it decides with its ``over`` action.
+The state belongs to the Engine: a new Engine (a policy reload) starts with fresh counters.
+``peek()`` decides without touching the state, for re-checks of a call already decided.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .globs import compile_ancestor_globs, compile_globs
-from .model import U64_MASK, Action, Policy, Rule, rules_by_syscall
+from .model import U64_MASK, Action, Policy, Rule, rule_syscalls, rules_by_syscall
+from .state import Budget, Dice
 
 
 @dataclass(frozen=True)
@@ -39,13 +46,17 @@ class Request:
     arch: str
     args: tuple[int, ...]
     paths: tuple[str, ...] = ()
+    # For stateful rules only: the loop fills these when the Engine says it needs them.
+    now: float = 0.0  # time.monotonic(), when Engine.uses_clock
+    tgid: int = 0  # the process, when Engine.needs_process(syscall)
+    uid: int = -1  # the target's real uid, when Engine.needs_user(syscall)
 
 
 @dataclass(frozen=True)
 class Decision:
     """What to do with a request.
 
-    ``errno`` is set for deny. ``rule`` names the deciding rule (None: the default).
+    ``errno`` is set for deny and fail. ``rule`` names the deciding rule (None: the default).
     ``inspected`` is True when the decision depended on what pointer arguments held: the
     deciding rule has ``path``, or a rule with ``path`` was matched against the paths before
     it. An inspected allow must be performed by the supervisor (EMULATED_SYSCALLS); for other
@@ -56,6 +67,8 @@ class Decision:
     errno: int = 0
     rule: str | None = None
     inspected: bool = False
+    value: int = 0  # the return value of a "value" action
+    over_limit: bool = False  # decided by the rule's `over` action: past its limit or rate
 
 
 _Cmp = Callable[[int, int], bool]
@@ -85,6 +98,11 @@ class _Compiled:
     refuses: bool
     plain: Decision
     inspected: Decision
+    stateful: bool = False
+    dice: Dice | None = None
+    budget: Budget | None = None
+    over_plain: Decision | None = None
+    over_inspected: Decision | None = None
 
 
 def _compile(rule: Rule) -> _Compiled:
@@ -93,14 +111,22 @@ def _compile(rule: Rule) -> _Compiled:
     )
     match = compile_globs(rule.paths) if rule.paths else None
     above = compile_ancestor_globs(rule.paths) if rule.paths and rule.action.refuses else None
-    errno = rule.errno if rule.action is Action.DENY else 0
+    errno = rule.errno if rule.action in (Action.DENY, Action.FAIL) else 0
+    value = rule.value if rule.action is Action.VALUE else 0
+    budget = Budget(rule) if rule.limit or rule.rate else None
+    over_errno = rule.over_errno if rule.over is Action.DENY else 0
     return _Compiled(
         conds=conds,
         match=match,
         above=above,
         refuses=rule.action.refuses,
-        plain=Decision(rule.action, errno, rule.name, False),
-        inspected=Decision(rule.action, errno, rule.name, True),
+        plain=Decision(rule.action, errno, rule.name, False, value),
+        inspected=Decision(rule.action, errno, rule.name, True, value),
+        stateful=rule.fault is not None or budget is not None,
+        dice=Dice(rule.fault) if rule.fault is not None else None,
+        budget=budget,
+        over_plain=Decision(rule.over, over_errno, rule.name, False, 0, True),
+        over_inspected=Decision(rule.over, over_errno, rule.name, True, 0, True),
     )
 
 
@@ -120,6 +146,30 @@ class Engine:
         errno = policy.default_errno if policy.default is Action.DENY else 0
         self._default = Decision(policy.default, errno, None, False)
         self._default_inspected = Decision(policy.default, errno, None, True)
+        budgets = [r for r in policy.rules if r.limit or r.rate]
+        self._has_budgets = bool(budgets)
+        self._uses_clock = any(r.rate is not None for r in policy.rules)
+        self._needs_process = _syscalls_of(r for r in budgets if r.per == "process")
+        self._needs_user = _syscalls_of(r for r in budgets if r.per == "user")
+
+    @property
+    def has_budgets(self) -> bool:
+        """True when a rule has ``limit`` or ``rate``: the loop then fills the Request fields
+        that uses_clock, needs_process() and needs_user() ask for."""
+        return self._has_budgets
+
+    @property
+    def uses_clock(self) -> bool:
+        """True when a rule has a ``rate``: the loop must fill Request.now."""
+        return self._uses_clock
+
+    def needs_process(self, syscall: str) -> bool:
+        """True when a rule counting ``per = "process"`` applies: fill Request.tgid."""
+        return syscall in self._needs_process
+
+    def needs_user(self, syscall: str) -> bool:
+        """True when a rule counting ``per = "user"`` applies: fill Request.uid."""
+        return syscall in self._needs_user
 
     def needs_paths(self, syscall: str) -> bool:
         """True when a rule that applies to ``syscall`` has ``path``: the loop must then read
@@ -127,6 +177,16 @@ class Engine:
         return syscall in self._needs_paths
 
     def decide(self, request: Request) -> Decision:
+        """The decision for ``request``; rolls the dice and spends the budgets of the stateful
+        rules that match it."""
+        return self._decide(request, True)
+
+    def peek(self, request: Request) -> Decision:
+        """The decision without changing any state: no dice rolled (a rule with probability or
+        every does not match), no budget spent (but an exhausted one decides with ``over``)."""
+        return self._decide(request, False)
+
+    def _decide(self, request: Request, commit: bool) -> Decision:
         rules = self._rules.get(request.syscall)
         if rules is None:
             return self._default
@@ -141,17 +201,43 @@ class Engine:
                     break
             else:
                 match = rule.match
-                if match is None:
-                    return rule.inspected if inspected else rule.plain
-                inspected = True
-                paths = request.paths
-                if rule.refuses:
-                    if not paths or any(match(p) for p in paths):
-                        return rule.inspected
-                    # Moving a directory above a protected path would move the protected
-                    # files out from under the globs.
-                    if moves and rule.above and any(rule.above(p) for p in paths):
-                        return rule.inspected
-                elif paths and all(match(p) for p in paths):
-                    return rule.inspected
+                if match is not None:
+                    inspected = True
+                    paths = request.paths
+                    if rule.refuses:
+                        # Moving a directory above a protected path would move the protected
+                        # files out from under the globs.
+                        if not (
+                            not paths
+                            or any(match(p) for p in paths)
+                            or (moves and rule.above and any(rule.above(p) for p in paths))
+                        ):
+                            continue
+                    elif not (paths and all(match(p) for p in paths)):
+                        continue
+                if rule.stateful:
+                    decision = _stateful(rule, request, inspected, commit)
+                    if decision is None:
+                        continue
+                    return decision
+                return rule.inspected if inspected else rule.plain
         return self._default_inspected if inspected else self._default
+
+
+def _stateful(rule: _Compiled, request: Request, inspected: bool, commit: bool) -> Decision | None:
+    """A matched stateful rule's decision, or None when its dice say no (not a match)."""
+    if rule.dice is not None:
+        if not commit or not rule.dice.roll():
+            return None
+    elif rule.budget is not None and not rule.budget.take(request, commit):
+        over = rule.over_inspected if inspected else rule.over_plain
+        assert over is not None
+        return over
+    return rule.inspected if inspected else rule.plain
+
+
+def _syscalls_of(rules: Iterable[Rule]) -> frozenset[str]:
+    out: set[str] = set()
+    for rule in rules:
+        out |= rule_syscalls(rule)
+    return frozenset(out)

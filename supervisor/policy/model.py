@@ -25,11 +25,14 @@ class Action(enum.Enum):
     DENY = "deny"
     KILL = "kill"
     LOG = "log"
+    FAIL = "fail"  # fault injection: fail with an errno (deny's meaning, a tester's intent)
+    VALUE = "value"  # answer with Rule.value without running the syscall
 
     @property
     def refuses(self) -> bool:
-        """True for the actions that stop the syscall (deny, kill)."""
-        return self in (Action.DENY, Action.KILL)
+        """True for the actions that stop the syscall (deny, kill, fail, value): their path
+        rules match when ANY path matches, and the kernel never runs the call."""
+        return self in (Action.DENY, Action.KILL, Action.FAIL, Action.VALUE)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,35 @@ class ArgCondition:
 
 
 @dataclass(frozen=True)
+class Fault:
+    """When an ``action = "fail"`` rule fails a call it matched: with ``probability`` (0 < p ≤ 1,
+    drawn from random.Random(seed)) or on ``every``-th matching call. Otherwise the rule does not
+    match and the next rules are tried."""
+
+    probability: float = 0.0
+    every: int = 0
+    seed: int = 0
+
+    def describe(self) -> str:
+        if self.every:
+            return f"every {self.every}th matching call"
+        return f"with probability {self.probability:g} (seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket: ``count`` calls per ``period`` seconds, at most ``burst`` at once."""
+
+    count: int
+    period: float
+    burst: int
+    text: str  # as written, e.g. "50/s"
+
+    def describe(self) -> str:
+        return f"rate {self.text}" + (f" burst {self.burst}" if self.burst != self.count else "")
+
+
+@dataclass(frozen=True)
 class Rule:
     """One ``[[rule]]`` of a policy.
 
@@ -90,6 +122,31 @@ class Rule:
     errno: int
     line: int | None
     spec: tuple[str, ...] = ()
+
+    # State across syscalls (docs/policy.md "Stateful rules"); all fields below have defaults.
+    value: int = 0  # action "value": the syscall's return value
+    fault: Fault | None = None  # action "fail" with probability or every
+    limit: int = 0  # at most this many matching calls (0: no limit), then ``over``
+    rate: Rate | None = None  # token bucket on matching calls, then ``over``
+    per: str = "tree"  # what limit and rate count by: "tree", "process" or "user"
+    over: Action = Action.DENY  # deny or kill, past limit or rate
+    over_errno: int = 1  # EPERM
+
+    @property
+    def stateful(self) -> bool:
+        """Decided with state the kernel cannot keep (counters, dice) or answered with a value:
+        always by the supervisor."""
+        return (
+            self.action in (Action.FAIL, Action.VALUE)
+            or self.fault is not None
+            or self.limit > 0
+            or self.rate is not None
+        )
+
+    @property
+    def may_fall_through(self) -> bool:
+        """True when the rule can match and still let evaluation go on (the dice said no)."""
+        return self.fault is not None
 
     def where(self) -> str:
         """``rule 'NAME' (line N)`` for messages."""
@@ -113,6 +170,7 @@ class Policy:
     rules: tuple[Rule, ...]
     source: str | None
     warnings: tuple[str, ...]
+    seed: int | None = None  # policy-level seed of fault injection (a rule's own seed wins)
 
 
 def rule_syscalls(rule: Rule) -> frozenset[str]:

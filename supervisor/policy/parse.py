@@ -20,15 +20,31 @@ from .constants import ERRNOS, SYMBOLS
 from .errors import PolicyError
 from .globs import GlobError, glob_to_regex
 from .groups import GROUPS, expand
-from .model import ARG_OPS, U64_MASK, Action, ArgCondition, Policy, Rule
+from .model import ARG_OPS, U64_MASK, Action, ArgCondition, Fault, Policy, Rate, Rule
 from .syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
 
 FORMAT_VERSION = 1
 DEFAULT_ERRNO = ERRNOS["EPERM"]
-TOP_KEYS = frozenset({"version", "name", "description", "default", "default_errno", "rule"})
+TOP_KEYS = frozenset(
+    {"version", "name", "description", "default", "default_errno", "rule"} | {"seed"}
+)
 RULE_KEYS = frozenset({"name", "syscalls", "path", "args", "action", "errno"})
+# Stateful rules and answering actions (docs/policy.md "Fault injection, values, limits").
+STATE_KEYS = frozenset(
+    {"value", "probability", "every", "seed", "limit", "rate", "burst", "per", "over"}
+    | {"over_errno"}
+)
 ARG_KEYS = frozenset({"arg", "op", "value", "mask"})
 ACTIONS: dict[str, Action] = {str(a.value): a for a in Action}
+# What a policy default and a rule's `over` can be: decided without state or a value.
+DEFAULT_ACTIONS = (Action.ALLOW, Action.DENY, Action.KILL, Action.LOG)
+OVER_ACTIONS: dict[str, Action] = {"deny": Action.DENY, "kill": Action.KILL}
+PER_KEYS = ("tree", "process", "user")
+FAIL_ERRNO = ERRNOS["EIO"]
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+# Return values in -4095..-1 are errnos to the target: write action = "deny" for those.
+VALUE_MIN, VALUE_MAX = -(1 << 63), (1 << 63) - 1
 
 _Err = Callable[[str], PolicyError]
 
@@ -79,6 +95,7 @@ class _Parser:
     def __init__(self, text: str, source: str | None) -> None:
         self.source = source
         self.where = _Lines(text)
+        self.seed: int | None = None  # the policy-level seed, read before the rules
 
     def error(self, message: str, *, line: int | None, key: str | None) -> PolicyError:
         return PolicyError(message, file=self.source, line=line, key=key)
@@ -105,11 +122,15 @@ class _Parser:
         if "default" not in data:
             raise self.error("missing (one of allow, deny, kill, log)", line=None, key="default")
         default = self.action(data["default"], lambda m: top_err("default", m))
+        if default not in DEFAULT_ACTIONS:
+            raise top_err("default", f"{default.value!r} cannot be a default (allow/deny/kill/log)")
         default_errno = DEFAULT_ERRNO
         if "default_errno" in data:
             if default is not Action.DENY:
                 raise top_err("default_errno", 'only allowed with default = "deny"')
             default_errno = self.errno(data["default_errno"], lambda m: top_err("default_errno", m))
+        if "seed" in data:
+            self.seed = self.seed_value(data["seed"], lambda m: top_err("seed", m))
         raw_rules = data.get("rule", [])
         if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
             raise top_err("rule", "rules must be an array of tables: write [[rule]]")
@@ -132,6 +153,7 @@ class _Parser:
             rules=rules,
             source=self.source,
             warnings=warnings,
+            seed=self.seed,
         )
 
     # -- values ------------------------------------------------------------------------------
@@ -139,8 +161,20 @@ class _Parser:
     @staticmethod
     def action(value: object, err: _Err) -> Action:
         if not isinstance(value, str) or value not in ACTIONS:
-            raise err(f"{value!r} is not an action (one of allow, deny, kill, log)")
+            raise err(f"{value!r} is not an action (one of {', '.join(ACTIONS)})")
         return ACTIONS[value]
+
+    @staticmethod
+    def seed_value(value: object, err: _Err) -> int:
+        if type(value) is not int or value < 0:
+            raise err(f"{value!r} is not a seed (an integer >= 0)")
+        return value
+
+    @staticmethod
+    def positive(value: object, err: _Err) -> int:
+        if type(value) is not int or value < 1:
+            raise err(f"{value!r} must be an integer >= 1")
+        return value
 
     @staticmethod
     def errno(value: object, err: _Err) -> int:
@@ -183,23 +217,29 @@ class _Parser:
             return make
 
         for key in raw:
-            if key not in RULE_KEYS:
-                raise err_for(key)(f"unknown key (expected one of {', '.join(sorted(RULE_KEYS))})")
+            if key not in RULE_KEYS and key not in STATE_KEYS:
+                known = sorted(RULE_KEYS | STATE_KEYS)
+                raise err_for(key)(f"unknown key (expected one of {', '.join(known)})")
 
         name = raw.get("name", f"rule-{n}")
         if not isinstance(name, str) or not name:
             raise err_for("name")("must be a non-empty string")
         if "action" not in raw:
-            raise err_for("action")("missing (one of allow, deny, kill, log)")
+            raise err_for("action")(f"missing (one of {', '.join(ACTIONS)})")
         action = self.action(raw["action"], err_for("action"))
 
         errno = 0
         if action is Action.DENY:
             errno = DEFAULT_ERRNO
+        elif action is Action.FAIL:
+            errno = FAIL_ERRNO
         if "errno" in raw:
-            if action is not Action.DENY:
-                raise err_for("errno")(f'only allowed with action = "deny" (not {action.value})')
+            if action not in (Action.DENY, Action.FAIL):
+                raise err_for("errno")(
+                    f'only allowed with action = "deny" or "fail" (not {action.value})'
+                )
             errno = self.errno(raw["errno"], err_for("errno"))
+        state = self.state(raw, action, err_for)
 
         paths: tuple[str, ...] = ()
         if "path" in raw:
@@ -235,7 +275,79 @@ class _Parser:
             errno=errno,
             line=header,
             spec=spec,
+            **state,
         )
+
+    def state(self, raw: dict[str, Any], action: Action, err_for: Callable[[str], _Err]) -> Any:
+        """The Rule fields of the STATE_KEYS (a dict of keyword arguments)."""
+        out: dict[str, Any] = {}
+        if action is Action.VALUE:
+            if "value" not in raw:
+                raise err_for("value")('action = "value" needs `value = N` (the return value)')
+            v = raw["value"]
+            if type(v) is not int or not VALUE_MIN <= v <= VALUE_MAX or -4095 <= v <= -1:
+                raise err_for("value")(
+                    f"{v!r} is not a return value (a 64-bit integer, not -4095..-1: "
+                    'for errors write action = "deny" with errno)'
+                )
+            out["value"] = v
+        elif "value" in raw:
+            raise err_for("value")(f'only allowed with action = "value" (not {action.value})')
+
+        dice = [k for k in ("probability", "every") if k in raw]
+        if len(dice) == 2:
+            raise err_for("every")("give `probability` or `every`, not both")
+        if dice and action is not Action.FAIL:
+            raise err_for(dice[0])(f'only allowed with action = "fail" (not {action.value})')
+        if "seed" in raw and "probability" not in raw:
+            raise err_for("seed")("only allowed with `probability`")
+        if "probability" in raw:
+            p = raw["probability"]
+            if type(p) not in (int, float) or not 0 < p <= 1:
+                raise err_for("probability")(f"{p!r} is not a probability (0 < p <= 1)")
+            seed = self.seed if self.seed is not None else 0
+            if "seed" in raw:
+                seed = self.seed_value(raw["seed"], err_for("seed"))
+            out["fault"] = Fault(probability=float(p), seed=seed)
+        elif "every" in raw:
+            out["fault"] = Fault(every=self.positive(raw["every"], err_for("every")))
+
+        budget = [k for k in ("limit", "rate") if k in raw]
+        for key in ("burst", "per", "over", "over_errno"):
+            if key in raw and not budget:
+                raise err_for(key)("only allowed with `limit` or `rate`")
+        if budget and dice:
+            raise err_for(budget[0])(f"cannot be combined with `{dice[0]}`")
+        if "limit" in raw:
+            out["limit"] = self.positive(raw["limit"], err_for("limit"))
+        if "burst" in raw and "rate" not in raw:
+            raise err_for("burst")("only allowed with `rate`")
+        if "rate" in raw:
+            rate_err, burst_err = err_for("rate"), err_for("burst")
+            out["rate"] = self.rate(raw["rate"], raw.get("burst"), rate_err, burst_err)
+        if "per" in raw:
+            per = raw["per"]
+            if per not in PER_KEYS:
+                raise err_for("per")(f"{per!r} is not one of {', '.join(PER_KEYS)}")
+            out["per"] = per
+        if "over" in raw:
+            over = raw["over"]
+            if not isinstance(over, str) or over not in OVER_ACTIONS:
+                raise err_for("over")(f"{over!r} is not deny or kill")
+            out["over"] = OVER_ACTIONS[over]
+        if "over_errno" in raw:
+            if out.get("over", Action.DENY) is not Action.DENY:
+                raise err_for("over_errno")('only allowed with over = "deny"')
+            out["over_errno"] = self.errno(raw["over_errno"], err_for("over_errno"))
+        return out
+
+    def rate(self, value: object, burst: object, err: _Err, burst_err: _Err) -> Rate:
+        m = _RATE.match(value) if isinstance(value, str) else None
+        if m is None or int(m.group(1)) < 1:
+            raise err(f'{value!r} is not a rate (like "50/s", "600/m" or "10/h", count >= 1)')
+        count = int(m.group(1))
+        size = count if burst is None else self.positive(burst, burst_err)
+        return Rate(count=count, period=_PERIODS[m.group(2)[0]], burst=size, text=str(value))
 
     @staticmethod
     def string_list(value: object, err: _Err) -> list[str]:

@@ -6,6 +6,8 @@ For every syscall in KNOWN_SYSCALLS the rules that apply to it are walked in ord
 
 - a rule with ``path`` → notify (the supervisor decides everything for this syscall);
 - a ``log`` rule → notify (the supervisor logs it);
+- a stateful or answering rule (``fail``, ``value``, ``limit``, ``rate``: Rule.stateful) →
+  notify: the kernel keeps no counters, rolls no dice and cannot return a value;
 - a rule with no ``args`` → terminal: its action is the kernel's (allow → allow,
   deny → errno, kill → kill);
 - a rule with ``args`` → collected, and the walk goes on.
@@ -97,7 +99,7 @@ def _plan_syscall(
     conditioned: list[Rule] = []
     fallback = fallback_default
     for rule in rules:
-        if rule.paths or rule.action is Action.LOG:
+        if rule.paths or rule.action is Action.LOG or rule.stateful:
             return None
         if not rule.args:
             fallback = kernel_action(rule.action, rule.errno)
@@ -165,6 +167,30 @@ def _describe_action(action: Action, errno: int) -> str:
     return str(action.value)
 
 
+def _describe_rule_action(rule: Rule) -> str:
+    """The action of a rule with what its state does, e.g. ``fail EIO every 10th matching call,
+    else the next rules`` or ``allow; limit 3 per tree, then deny EPERM``."""
+    if rule.action is Action.FAIL:
+        text = f"fail {errno_name(rule.errno)}"
+        if rule.fault is not None:
+            text += f" {rule.fault.describe()}, else the next rules"
+    elif rule.action is Action.VALUE:
+        text = f"return {rule.value} without running the syscall"
+    else:
+        text = _describe_action(rule.action, rule.errno)
+    budget = []
+    if rule.limit:
+        budget.append(f"limit {rule.limit}")
+    if rule.rate is not None:
+        budget.append(rule.rate.describe())
+    if budget:
+        text += (
+            f"; {' and '.join(budget)} per {rule.per}, then "
+            f"{_describe_action(rule.over, rule.over_errno)}"
+        )
+    return text
+
+
 def explain(policy: Policy, plan: FilterPlan) -> list[str]:
     """Lines for ``seccomp-supervisor policy check``: one per rule, the default, the warnings."""
     advisory = advisory_syscalls(policy.rules, policy.default)
@@ -182,7 +208,7 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
         line = "?" if rule.line is None else str(rule.line)
         text = (
             f"{rule.name} (line {line}): {_describe_match(rule)} -> "
-            f"{_describe_action(rule.action, rule.errno)} [{where}]"
+            f"{_describe_rule_action(rule)} [{where}]"
         )
         if rule.name in advisory:
             text += f" ADVISORY for: {summarize(advisory[rule.name])}"
