@@ -153,3 +153,18 @@ def test_shipped_fault_injection_fsync(supervise: Supervise, tmp_path: Path) -> 
     r = supervise("fault-injection", [sys.executable, "-c", code])
     assert r.returncode == 0, r.explain()
     assert r.lines == ["OK", "OK", "OK", "EIO"] * 2, r.explain()
+
+
+def test_limit_per_user(supervise: Supervise, target_bin) -> None:
+    """`per = "user"`: a child that became nobody has its own count; per tree it has none left."""
+    cmd = [target_bin("calls"), "getppid", "2", "fork", "1", "setuid", "65534", "getppid", "2"]
+    per_user = policy_text(
+        "limits", "allow", rule("two", ["getppid"], "allow", 'limit = 2\nper = "user"\n')
+    )
+    r = supervise(supervise.policy(per_user), cmd)
+    assert r.returncode == 0, r.explain()
+    assert ok_or_errno(r.lines) == ["OK"] * 6, r.explain()
+    per_tree = policy_text("limits", "allow", rule("two", ["getppid"], "allow", "limit = 2\n"))
+    r = supervise(supervise.policy(per_tree), cmd)
+    assert r.returncode == 0, r.explain()
+    assert ok_or_errno(r.lines) == ["OK", "OK", "OK", "EPERM", "EPERM", "OK"], r.explain()

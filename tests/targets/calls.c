@@ -12,11 +12,13 @@
  *   openat PATH N      N opens of PATH (O_RDONLY), each closed again
  *   fork N OP...       N child processes, one after the other, each running the remaining ops
  *                      (their lines first, then the parent's "OK:exit=N" per child)
+ *   setuid N           setgroups([]), setresgid(N), setresuid(N): one line for the three
  *   sleep_ms N
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,15 @@ static int run_one(int argc, char **argv, int *used)
             printf("OK:exit=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128);
         }
         *used = argc; /* the children ran the rest */
+    } else if (!strcmp(op, "setuid") && argc >= 2) {
+        uid_t id = (uid_t)atol(argv[1]);
+        long ret = setgroups(0, NULL);
+        if (ret == 0)
+            ret = setresgid(id, id, id);
+        if (ret == 0)
+            ret = setresuid(id, id, id);
+        result(ret);
+        *used = 2;
     } else if (!strcmp(op, "sleep_ms") && argc >= 2) {
         struct timespec ts = {atol(argv[1]) / 1000, (atol(argv[1]) % 1000) * 1000000L};
         nanosleep(&ts, NULL);
