@@ -303,6 +303,8 @@ class Supervisor:
 
     # -- acting on a decision -----------------------------------------------------------------
     def _act(self, n: Notification, request: Request, decision: Decision) -> None:
+        if decision.enters is not None:
+            self._phase_entered(n, request, decision)
         action = decision.action
         if action is Action.DENY:
             self.counters.denied += 1
@@ -332,6 +334,18 @@ class Supervisor:
             else:
                 # Decided by values, or advisory (said when the policy was loaded).
                 self.listener.send_continue(n.id)
+
+    def _phase_entered(self, n: Notification, request: Request, decision: Decision) -> None:
+        entered = self.engine.take_entered()
+        if entered is not None:
+            self.log.info(
+                "policy.phase",
+                phase=entered,
+                pid=n.pid,
+                comm=_comm(n.pid),
+                syscall=request.syscall,
+                rule=decision.rule,
+            )
 
     def _kill(self, n: Notification) -> None:
         try:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from .globs import compile_ancestor_globs, compile_globs
 from .model import U64_MASK, Action, Policy, Rule, rule_syscalls, rules_by_syscall
-from .state import Budget, Dice
+from .state import Budget, Dice, PhaseState
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class Decision:
     inspected: bool = False
     value: int = 0  # the return value of a "value" action
     over_limit: bool = False  # decided by the rule's `over` action: past its limit or rate
+    enters: str | None = None  # the deciding rule moves the policy to this phase (if later)
 
 
 _Cmp = Callable[[int, int], bool]
@@ -103,9 +104,12 @@ class _Compiled:
     budget: Budget | None = None
     over_plain: Decision | None = None
     over_inspected: Decision | None = None
+    phases: frozenset[int] | None = None  # the phases (indexes) the rule applies in
+    enter: int = -1  # the phase the rule moves to when it decides
+    phase: PhaseState | None = None
 
 
-def _compile(rule: Rule) -> _Compiled:
+def _compile(rule: Rule, phase: PhaseState | None = None) -> _Compiled:
     conds = tuple(
         (c.index, _OPS[c.op], c.value, c.mask if c.op == "&=" else U64_MASK) for c in rule.args
     )
@@ -113,6 +117,7 @@ def _compile(rule: Rule) -> _Compiled:
     above = compile_ancestor_globs(rule.paths) if rule.paths and rule.action.refuses else None
     errno = rule.errno if rule.action in (Action.DENY, Action.FAIL) else 0
     value = rule.value if rule.action is Action.VALUE else 0
+    names = phase.names if phase is not None else ()
     budget = Budget(rule) if rule.limit or rule.rate else None
     over_errno = rule.over_errno if rule.over is Action.DENY else 0
     return _Compiled(
@@ -120,13 +125,16 @@ def _compile(rule: Rule) -> _Compiled:
         match=match,
         above=above,
         refuses=rule.action.refuses,
-        plain=Decision(rule.action, errno, rule.name, False, value),
-        inspected=Decision(rule.action, errno, rule.name, True, value),
-        stateful=rule.fault is not None or budget is not None,
+        plain=Decision(rule.action, errno, rule.name, False, value, enters=rule.enter),
+        inspected=Decision(rule.action, errno, rule.name, True, value, enters=rule.enter),
+        stateful=rule.stateful,
         dice=Dice(rule.fault) if rule.fault is not None else None,
         budget=budget,
         over_plain=Decision(rule.over, over_errno, rule.name, False, 0, True),
         over_inspected=Decision(rule.over, over_errno, rule.name, True, 0, True),
+        phases=frozenset(names.index(p) for p in rule.phases) if rule.phases else None,
+        enter=names.index(rule.enter) if rule.enter is not None else -1,
+        phase=phase,
     )
 
 
@@ -135,7 +143,8 @@ class Engine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        compiled = {id(r): _compile(r) for r in policy.rules}
+        self._phase = PhaseState(policy.phases)
+        compiled = {id(r): _compile(r, self._phase) for r in policy.rules}
         self._rules: dict[str, tuple[_Compiled, ...]] = {
             name: tuple(compiled[id(r)] for r in rules)
             for name, rules in rules_by_syscall(policy.rules).items()
@@ -151,6 +160,17 @@ class Engine:
         self._uses_clock = any(r.rate is not None for r in policy.rules)
         self._needs_process = _syscalls_of(r for r in budgets if r.per == "process")
         self._needs_user = _syscalls_of(r for r in budgets if r.per == "user")
+
+    @property
+    def phase(self) -> str | None:
+        """The current phase (None for a policy without phases)."""
+        names = self._phase.names
+        return names[self._phase.current] if names else None
+
+    def take_entered(self) -> str | None:
+        """The phase entered since the last call, if any (for the loop's log)."""
+        entered, self._phase.entered = self._phase.entered, None
+        return entered
 
     @property
     def has_budgets(self) -> bool:
@@ -225,7 +245,11 @@ class Engine:
 
 
 def _stateful(rule: _Compiled, request: Request, inspected: bool, commit: bool) -> Decision | None:
-    """A matched stateful rule's decision, or None when its dice say no (not a match)."""
+    """A matched stateful rule's decision, or None when it does not match after all: the
+    policy is in another phase, or the dice say no."""
+    phase = rule.phase
+    if rule.phases is not None and phase is not None and phase.current not in rule.phases:
+        return None
     if rule.dice is not None:
         if not commit or not rule.dice.roll():
             return None
@@ -233,6 +257,8 @@ def _stateful(rule: _Compiled, request: Request, inspected: bool, commit: bool) 
         over = rule.over_inspected if inspected else rule.over_plain
         assert over is not None
         return over
+    if commit and rule.enter >= 0 and phase is not None:
+        phase.advance(rule.enter)
     return rule.inspected if inspected else rule.plain
 
 

@@ -141,12 +141,20 @@ class Rule:
             or self.fault is not None
             or self.limit > 0
             or self.rate is not None
+            or bool(self.phases)
+            or self.enter is not None
         )
 
     @property
     def may_fall_through(self) -> bool:
-        """True when the rule can match and still let evaluation go on (the dice said no)."""
-        return self.fault is not None
+        """True when the rule can match and still let evaluation go on (the dice said no, or
+        the policy is in another phase)."""
+        return self.fault is not None or bool(self.phases)
+
+    # Phases (docs/policy.md "Phases"): the rule applies only in these phases (empty: in all);
+    # when it decides with its own action, the policy enters phase ``enter``.
+    phases: tuple[str, ...] = ()
+    enter: str | None = None
 
     def where(self) -> str:
         """``rule 'NAME' (line N)`` for messages."""
@@ -171,6 +179,7 @@ class Policy:
     source: str | None
     warnings: tuple[str, ...]
     seed: int | None = None  # policy-level seed of fault injection (a rule's own seed wins)
+    phases: tuple[str, ...] = ()  # in order; the policy starts in the first
 
 
 def rule_syscalls(rule: Rule) -> frozenset[str]:

@@ -26,13 +26,13 @@ from .syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
 FORMAT_VERSION = 1
 DEFAULT_ERRNO = ERRNOS["EPERM"]
 TOP_KEYS = frozenset(
-    {"version", "name", "description", "default", "default_errno", "rule"} | {"seed"}
+    {"version", "name", "description", "default", "default_errno", "rule"} | {"seed", "phases"}
 )
 RULE_KEYS = frozenset({"name", "syscalls", "path", "args", "action", "errno"})
 # Stateful rules and answering actions (docs/policy.md "Fault injection, values, limits").
 STATE_KEYS = frozenset(
     {"value", "probability", "every", "seed", "limit", "rate", "burst", "per", "over"}
-    | {"over_errno"}
+    | {"over_errno", "phase", "enter"}
 )
 ARG_KEYS = frozenset({"arg", "op", "value", "mask"})
 ACTIONS: dict[str, Action] = {str(a.value): a for a in Action}
@@ -43,6 +43,7 @@ PER_KEYS = ("tree", "process", "user")
 FAIL_ERRNO = ERRNOS["EIO"]
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_PHASE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # Return values in -4095..-1 are errnos to the target: write action = "deny" for those.
 VALUE_MIN, VALUE_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -96,6 +97,7 @@ class _Parser:
         self.source = source
         self.where = _Lines(text)
         self.seed: int | None = None  # the policy-level seed, read before the rules
+        self.phases: tuple[str, ...] = ()  # declared phases, read before the rules
 
     def error(self, message: str, *, line: int | None, key: str | None) -> PolicyError:
         return PolicyError(message, file=self.source, line=line, key=key)
@@ -131,6 +133,16 @@ class _Parser:
             default_errno = self.errno(data["default_errno"], lambda m: top_err("default_errno", m))
         if "seed" in data:
             self.seed = self.seed_value(data["seed"], lambda m: top_err("seed", m))
+        if "phases" in data:
+            phases = self.string_list(data["phases"], lambda m: top_err("phases", m))
+            for phase in phases:
+                if not _PHASE_NAME.match(phase):
+                    raise top_err(
+                        "phases", f"{phase!r} is not a phase name (letters, digits, -, _)"
+                    )
+            if len(set(phases)) != len(phases):
+                raise top_err("phases", "phase names must be unique")
+            self.phases = tuple(phases)
         raw_rules = data.get("rule", [])
         if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
             raise top_err("rule", "rules must be an array of tables: write [[rule]]")
@@ -154,6 +166,7 @@ class _Parser:
             source=self.source,
             warnings=warnings,
             seed=self.seed,
+            phases=self.phases,
         )
 
     # -- values ------------------------------------------------------------------------------
@@ -339,6 +352,28 @@ class _Parser:
             if out.get("over", Action.DENY) is not Action.DENY:
                 raise err_for("over_errno")('only allowed with over = "deny"')
             out["over_errno"] = self.errno(raw["over_errno"], err_for("over_errno"))
+        for key in ("phase", "enter"):
+            if key in raw and not self.phases:
+                raise err_for(key)("no phases declared: add `phases = [...]` at the top")
+        if "phase" in raw:
+            value = raw["phase"]
+            names = [value] if isinstance(value, str) else value
+            listed = self.string_list(names, err_for("phase"))
+            unknown = [p for p in listed if p not in self.phases]
+            if unknown:
+                raise err_for("phase")(
+                    f"unknown phase {', '.join(unknown)} (declared: {', '.join(self.phases)})"
+                )
+            out["phases"] = tuple(p for p in self.phases if p in listed)
+        if "enter" in raw:
+            enter = raw["enter"]
+            if not isinstance(enter, str) or enter not in self.phases:
+                raise err_for("enter")(
+                    f"{enter!r} is not a declared phase ({', '.join(self.phases)})"
+                )
+            if enter == self.phases[0]:
+                raise err_for("enter")(f"{enter!r} is the first phase: phases only move forward")
+            out["enter"] = enter
         return out
 
     def rate(self, value: object, burst: object, err: _Err, burst_err: _Err) -> Rate:

@@ -178,6 +178,10 @@ def _describe_rule_action(rule: Rule) -> str:
         text = f"return {rule.value} without running the syscall"
     else:
         text = _describe_action(rule.action, rule.errno)
+    if rule.enter is not None:
+        text += f"; then phase {rule.enter}"
+    if rule.phases:
+        text = f"in phase {' '.join(rule.phases)}: {text}"
     budget = []
     if rule.limit:
         budget.append(f"limit {rule.limit}")
@@ -213,6 +217,11 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
         if rule.name in advisory:
             text += f" ADVISORY for: {summarize(advisory[rule.name])}"
         lines.append(text)
+    if policy.phases:
+        lines.append(
+            f"phases: {' -> '.join(policy.phases)} (starts in {policy.phases[0]}, only moves "
+            "forward; rules with `phase` apply only in those phases)"
+        )
     lines.append(
         f"default: {_describe_action(policy.default, policy.default_errno)} "
         f"[kernel: {plan.default.describe()}]; {len(plan.notified)} syscalls reach the "

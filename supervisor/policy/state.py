@@ -18,6 +18,23 @@ if TYPE_CHECKING:
     from .engine import Request
 
 
+class PhaseState:
+    """The policy's current phase, for the whole target tree: an index into Policy.phases that
+    only moves forward."""
+
+    __slots__ = ("current", "entered", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.current = 0
+        self.entered: str | None = None  # set when a phase is entered, until taken
+
+    def advance(self, index: int) -> None:
+        if index > self.current:
+            self.current = index
+            self.entered = self.names[index]
+
+
 class Dice:
     """Whether a fault-injection rule fails the call it matched."""
 

@@ -14,6 +14,7 @@
  *                      (their lines first, then the parent's "OK:exit=N" per child)
  *   setuid N           setgroups([]), setresgid(N), setresuid(N): one line for the three
  *   sleep_ms N
+ *   exec PATH ARGS...  execv(PATH, [PATH, ARGS...]) with all remaining args (the errno if it fails)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -100,6 +101,11 @@ static int run_one(int argc, char **argv, int *used)
             ret = setresuid(id, id, id);
         result(ret);
         *used = 2;
+    } else if (!strcmp(op, "exec") && argc >= 2) {
+        fflush(stdout);
+        execv(argv[1], argv + 1);
+        result(-1);
+        *used = argc;
     } else if (!strcmp(op, "sleep_ms") && argc >= 2) {
         struct timespec ts = {atol(argv[1]) / 1000, (atol(argv[1]) % 1000) * 1000000L};
         nanosleep(&ts, NULL);
