@@ -44,6 +44,7 @@ from supervisor.kernel.memory import MemoryReader, TargetGone, TargetMemoryError
 from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
 from supervisor.kernel.seccomp import ListenerFd, Notification, Readiness
 from supervisor.logs import DecisionLog, errno_name
+from supervisor.netcalls import NET_SYSCALLS, NetCalls
 from supervisor.policy import (
     OPEN_SYSCALLS,
     Action,
@@ -118,6 +119,7 @@ class Supervisor:
         self._resolver = PathResolver()
         self._threads = trio.CapacityLimiter(max_blocking_opens)
         self._nursery: trio.Nursery | None = None
+        self._net = NetCalls(self)
 
     def counters_summary(self) -> dict[str, Any]:
         c = self.counters
@@ -183,6 +185,9 @@ class Supervisor:
         self.counters.by_syscall[name] += 1
         call: PathCall | None = None
         try:
+            if name in NET_SYSCALLS and self._net.wants(name):
+                self._net.handle(n, name)  # address rules: supervisor/netcalls.py
+                return
             if self.engine.needs_paths(name):
                 call = self._read_paths(n, name, arch_name(n.arch))
                 if call is None:
@@ -488,7 +493,14 @@ class Supervisor:
         level: str = "warning",
         **extra: Any,
     ) -> None:
-        key = (n.pid, request.syscall, request.paths, decision.rule, decision.action)
+        key = (
+            n.pid,
+            request.syscall,
+            request.paths,
+            request.address,
+            decision.rule,
+            decision.action,
+        )
 
         def fields() -> dict[str, Any]:
             data: dict[str, Any] = {"pid": n.pid, "comm": _comm(n.pid), "syscall": request.syscall}
@@ -498,6 +510,8 @@ class Supervisor:
                 data["path"] = request.paths[0] if len(request.paths) == 1 else list(request.paths)
             else:
                 data["args"] = [hex(a) for a in request.args]
+            if request.address is not None:
+                data["address"] = request.address.describe()
             data["rule"] = decision.rule or "(default)"
             data["action"] = decision.action.value
             if decision.action is Action.DENY:

@@ -15,6 +15,10 @@ from collections.abc import Iterable
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
 from .syscalls import EMULATED_SYSCALLS
 
+# Performed by the supervisor after an address check (supervisor/netcalls.py). connect is too,
+# except to a unix socket: that one is resumed (the server would see the supervisor's
+# credentials), so allows of connect after an address check are advisory for unix sockets.
+PERFORMED_ADDRESS_SYSCALLS = frozenset({"bind"})
 _LETS_THROUGH = (Action.ALLOW, Action.LOG)
 
 
@@ -26,12 +30,17 @@ def summarize(names: Iterable[str], limit: int = 8) -> str:
     return f"{', '.join(ordered[:limit])} and {len(ordered) - limit} more"
 
 
+def _unconditional(rule: Rule) -> bool:
+    """A rule that matches every call of its syscalls (no argument, path or address test)."""
+    return not rule.args and not rule.paths and not rule.addresses
+
+
 def _can_let_through_after(rules: tuple[Rule, ...], start: int, default: Action) -> bool:
     """Whether, past rules[start], a later rule or the default can allow or log."""
     for later in rules[start + 1 :]:
         if later.action in _LETS_THROUGH:
             return True
-        if not later.args and not later.paths and not later.may_fall_through:
+        if _unconditional(later) and not later.may_fall_through:
             return False  # an unconditional refusal: nothing after it is reached
     return default in _LETS_THROUGH
 
@@ -42,15 +51,15 @@ def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
     table = rules_by_syscall(rules)
     out: dict[str, frozenset[str]] = {}
     for rule in rules:
-        if not rule.paths:
+        if not rule.paths and not rule.addresses:
             continue
         hit = set()
         for name in rule_syscalls(rule):
-            if name in EMULATED_SYSCALLS:
+            if name in EMULATED_SYSCALLS or (rule.addresses and name in PERFORMED_ADDRESS_SYSCALLS):
                 continue
             applicable = table[name]
             pos = applicable.index(rule)
-            if any(not r.args and not r.paths and not r.may_fall_through for r in applicable[:pos]):
+            if any(_unconditional(r) and not r.may_fall_through for r in applicable[:pos]):
                 continue  # an earlier unconditional rule decides: this one is never reached
             if rule.action in _LETS_THROUGH or _can_let_through_after(applicable, pos, default):
                 hit.add(name)
@@ -65,6 +74,15 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
     out = []
     for rule in rules:
         names = found.get(rule.name)
+        if names and rule.addresses:
+            out.append(
+                f"{rule.where()}: allows of {summarize(names)} after address inspection are "
+                "advisory: sendto and sendmsg are resumed, not performed, and so is connect to a "
+                "unix socket (performed by the supervisor, the server would see its "
+                "credentials); a thread racing the address buffer can change what the kernel "
+                "uses. connect (IPv4, IPv6) and bind are performed by the supervisor"
+            )
+            continue
         if names:
             out.append(
                 f"{rule.where()}: allows of {summarize(names)} after path inspection are "

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .addresses import SockAddr, compile_addresses
 from .globs import compile_ancestor_globs, compile_globs
 from .model import U64_MASK, Action, Policy, Rule, rule_syscalls, rules_by_syscall
 from .state import Budget, Dice, PhaseState
@@ -50,6 +51,9 @@ class Request:
     now: float = 0.0  # time.monotonic(), when Engine.uses_clock
     tgid: int = 0  # the process, when Engine.needs_process(syscall)
     uid: int = -1  # the target's real uid, when Engine.needs_user(syscall)
+    # connect/bind/sendto/sendmsg when Engine.needs_address(syscall): the address (NO_ADDRESS
+    # when a msghdr named none); None when there is nothing to read (sendto to NULL).
+    address: SockAddr | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class _Compiled:
     phases: frozenset[int] | None = None  # the phases (indexes) the rule applies in
     enter: int = -1  # the phase the rule moves to when it decides
     phase: PhaseState | None = None
+    amatch: Callable[[SockAddr], bool] | None = None  # ``address`` patterns
 
 
 def _compile(rule: Rule, phase: PhaseState | None = None) -> _Compiled:
@@ -121,6 +126,7 @@ def _compile(rule: Rule, phase: PhaseState | None = None) -> _Compiled:
     budget = Budget(rule) if rule.limit or rule.rate else None
     over_errno = rule.over_errno if rule.over is Action.DENY else 0
     return _Compiled(
+        amatch=compile_addresses(rule.addresses) if rule.addresses else None,
         conds=conds,
         match=match,
         above=above,
@@ -149,6 +155,9 @@ class Engine:
             name: tuple(compiled[id(r)] for r in rules)
             for name, rules in rules_by_syscall(policy.rules).items()
         }
+        self._needs_address = frozenset(
+            name for name, rules in self._rules.items() if any(r.amatch for r in rules)
+        )
         self._needs_paths = frozenset(
             name for name, rules in self._rules.items() if any(r.match for r in rules)
         )
@@ -191,6 +200,11 @@ class Engine:
         """True when a rule counting ``per = "user"`` applies: fill Request.uid."""
         return syscall in self._needs_user
 
+    def needs_address(self, syscall: str) -> bool:
+        """True when a rule that applies to ``syscall`` has ``address``: the loop must then read
+        the sockaddr (supervisor/netcalls.py) and fill Request.address."""
+        return syscall in self._needs_address
+
     def needs_paths(self, syscall: str) -> bool:
         """True when a rule that applies to ``syscall`` has ``path``: the loop must then read
         and resolve the path arguments before calling decide()."""
@@ -220,6 +234,17 @@ class Engine:
                 if not cmp(arg & mask, value):
                     break
             else:
+                amatch = rule.amatch
+                if amatch is not None:
+                    # One address per call, so any/every are the same. No address (sendto on a
+                    # connected socket): the rule does not apply. One that names no address
+                    # (another family, malformed): it was read, but no pattern matches it.
+                    address = request.address
+                    if address is None:
+                        continue
+                    inspected = True
+                    if not amatch(address):
+                        continue
                 match = rule.match
                 if match is not None:
                     inspected = True

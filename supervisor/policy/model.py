@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .addresses import AddressPattern
+from .sockaddr import ADDRESS_SYSCALLS
 from .syscalls import PATH_SYSCALLS
 
 U64_MASK = (1 << 64) - 1
@@ -156,6 +158,10 @@ class Rule:
     phases: tuple[str, ...] = ()
     enter: str | None = None
 
+    # ``address`` patterns (docs/policy.md): a rule with only ``address`` applies to
+    # ADDRESS_SYSCALLS.
+    addresses: tuple[AddressPattern, ...] = ()
+
     def where(self) -> str:
         """``rule 'NAME' (line N)`` for messages."""
         if self.line is None:
@@ -183,9 +189,12 @@ class Policy:
 
 
 def rule_syscalls(rule: Rule) -> frozenset[str]:
-    """The syscalls a rule applies to (every path syscall for a rule with only ``path``)."""
+    """The syscalls a rule applies to (every path syscall for a rule with only ``path``, every
+    address syscall for a rule with only ``address``)."""
     if rule.syscalls is not None:
         return rule.syscalls
+    if rule.addresses:
+        return ADDRESS_SYSCALLS
     return _ALL_PATH_SYSCALLS
 
 

@@ -15,12 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .addresses import AddressError, AddressPattern, parse_address
 from .advisory import advisory_warnings
 from .constants import ERRNOS, SYMBOLS
 from .errors import PolicyError
 from .globs import GlobError, glob_to_regex
 from .groups import GROUPS, expand
 from .model import ARG_OPS, U64_MASK, Action, ArgCondition, Fault, Policy, Rate, Rule
+from .sockaddr import ADDRESS_SYSCALLS
 from .syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
 
 FORMAT_VERSION = 1
@@ -28,7 +30,7 @@ DEFAULT_ERRNO = ERRNOS["EPERM"]
 TOP_KEYS = frozenset(
     {"version", "name", "description", "default", "default_errno", "rule"} | {"seed", "phases"}
 )
-RULE_KEYS = frozenset({"name", "syscalls", "path", "args", "action", "errno"})
+RULE_KEYS = frozenset({"name", "syscalls", "path", "args", "action", "errno", "address"})
 # Stateful rules and answering actions (docs/policy.md "Fault injection, values, limits").
 STATE_KEYS = frozenset(
     {"value", "probability", "every", "seed", "limit", "rate", "burst", "per", "over"}
@@ -263,13 +265,22 @@ class _Parser:
                 except GlobError as e:
                     raise err_for("path")(str(e)) from None
 
+        addresses: tuple[AddressPattern, ...] = ()
+        if "address" in raw:
+            if paths:
+                raise err_for("address")("a rule cannot have both `path` and `address`")
+            addresses = self.addresses(raw["address"], err_for("address"))
+
         spec: tuple[str, ...] = ()
         syscalls: frozenset[str] | None = None
         if "syscalls" in raw:
             spec = tuple(self.string_list(raw["syscalls"], err_for("syscalls")))
             syscalls = self.syscalls(spec, bool(paths), err_for("syscalls"), err_for("path"))
-        elif not paths:
+        elif not paths and not addresses:
             raise err_for("syscalls")("a rule needs `syscalls`, `path` or both")
+
+        if addresses and syscalls is not None:
+            syscalls = self.address_syscalls(spec, syscalls, err_for("address"))
 
         args: tuple[ArgCondition, ...] = ()
         if "args" in raw:
@@ -288,6 +299,7 @@ class _Parser:
             errno=errno,
             line=header,
             spec=spec,
+            addresses=addresses,
             **state,
         )
 
@@ -413,6 +425,30 @@ class _Parser:
             if not names:
                 raise path_err(f"`path` given but no syscall of {', '.join(spec)} takes a path")
         return names
+
+    def addresses(self, value: object, err: _Err) -> tuple[AddressPattern, ...]:
+        out = []
+        for text in self.string_list(value, err):
+            try:
+                out.append(parse_address(text))
+            except AddressError as e:
+                raise err(str(e)) from None
+        return tuple(out)
+
+    @staticmethod
+    def address_syscalls(spec: Sequence[str], names: frozenset[str], err: _Err) -> frozenset[str]:
+        """With ``address``: syscalls named directly must take an address; a group's other
+        members are dropped."""
+        direct = [s for s in spec if not s.startswith("@") and s not in ADDRESS_SYSCALLS]
+        if direct:
+            raise err(
+                f"`address` given but {', '.join(direct)} takes no address "
+                f"(only {', '.join(sorted(ADDRESS_SYSCALLS))})"
+            )
+        kept = names & ADDRESS_SYSCALLS
+        if not kept:
+            raise err(f"`address` given but no syscall of {', '.join(spec)} takes an address")
+        return kept
 
     def args(self, value: object, err: _Err) -> tuple[ArgCondition, ...]:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from .advisory import advisory_syscalls, summarize
 from .constants import errno_name
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
+from .sockaddr import ADDRESS_SYSCALLS
 from .syscalls import KNOWN_SYSCALLS
 
 
@@ -99,7 +100,7 @@ def _plan_syscall(
     conditioned: list[Rule] = []
     fallback = fallback_default
     for rule in rules:
-        if rule.paths or rule.action is Action.LOG or rule.stateful:
+        if rule.paths or rule.addresses or rule.action is Action.LOG or rule.stateful:
             return None
         if not rule.args:
             fallback = kernel_action(rule.action, rule.errno)
@@ -144,6 +145,15 @@ def plan_filter(policy: Policy) -> FilterPlan:
             notified.add(name)
         else:
             decided.add(name)
+    if notified & ADDRESS_SYSCALLS and "socketcall" not in notified:
+        # i386 socketcall reaches bind, connect, sendto and sendmsg with their arguments in
+        # memory: the supervisor decodes it (supervisor/netcalls.py) and decides its other calls
+        # by value, as the kernel would have.
+        out = [r for r in out if r.syscall != "socketcall"]
+        decided.discard("socketcall")
+        notified.add("socketcall")
+        if filter_default != NOTIFY:
+            out.append(KernelRule("socketcall", NOTIFY))
     return FilterPlan(filter_default, tuple(out), frozenset(notified), frozenset(decided))
 
 
@@ -152,9 +162,11 @@ def _describe_match(rule: Rule) -> str:
     if rule.spec:
         parts.append(" ".join(rule.spec))
     else:
-        parts.append("any path syscall")
+        parts.append("connect bind sendto sendmsg" if rule.addresses else "any path syscall")
     if rule.args:
         parts.append("if " + " and ".join(c.describe() for c in rule.args))
+    if rule.addresses:
+        parts.append("address in " + " ".join(a.text for a in rule.addresses))
     if rule.paths:
         quantifier = "any path in" if rule.action.refuses else "every path in"
         parts.append(f"{quantifier} {' '.join(rule.paths)}")

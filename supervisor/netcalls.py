@@ -1,0 +1,303 @@
+"""connect, bind, sendto and sendmsg (and i386 socketcall) under ``address`` rules.
+
+The loop hands these notifications here when the policy has address rules for them. Steps:
+
+1. i386 ``socketcall(call, args)``: calls 2 (bind), 3 (connect), 11 (sendto) and 16 (sendmsg)
+   are decoded (an array of 32-bit values in the target's memory) and decided as those syscalls;
+   other calls are decided by value as ``socketcall``. The filter notifies socketcall whenever an
+   address syscall is notified, so it cannot be used to skip a rule.
+2. The sockaddr is read (for sendmsg through the ``struct msghdr``: 56 bytes on x86_64, 28 on
+   i386) between ID_VALID checks and parsed by ``supervisor.policy.sockaddr``. The kernel's own
+   errnos for a bad length (EINVAL) and an unmapped pointer (EFAULT) are answered here. A unix
+   path is resolved like a file path (relative to the target's cwd, in its root).
+3. The engine decides. Denials and kills go to the loop's ``_act``.
+4. An allowed connect or bind is PERFORMED here, on the target's own socket (a copy of its fd
+   from pidfd_getfd: the same open file), with the bytes that were checked, under the target's
+   credentials (binding a port below 1024 needs its CAP_NET_BIND_SERVICE); the result (0 or the
+   errno, EINPROGRESS for a non-blocking socket) is the answer. A blocking stream connect runs on
+   a worker thread. A unix path bind is made from the resolved parent directory (fchdir to its
+   O_PATH fd on a thread with its own fs_struct, the target's umask) with the final name.
+5. ADVISORY (resumed with CONTINUE after the check; a thread racing the buffer can change what
+   the kernel uses): sendto and sendmsg (the supervisor does not copy the data), and connect to a
+   unix socket (performed by the supervisor, the server would see the SUPERVISOR's pid, uid and
+   gid in SO_PEERCRED: worse than the race). policy check and the load warnings say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import os
+import socket
+import stat
+from typing import TYPE_CHECKING
+
+import trio
+
+from supervisor.emulate import _own_fs
+from supervisor.kernel.creds import Creds, as_creds, read_creds
+from supervisor.kernel.filter import arch_name
+from supervisor.kernel.memory import TargetGone, TargetMemoryError
+from supervisor.kernel.pidfd import pidfd_getfd, pidfd_open
+from supervisor.kernel.seccomp import ListenerFd, Notification
+from supervisor.kernel.sockets import raw_bind, raw_connect
+from supervisor.policy import Action, Decision, Request
+from supervisor.policy.sockaddr import (
+    ADDRESS_SYSCALLS,
+    AF_UNIX,
+    MSGHDR,
+    NO_ADDRESS,
+    SOCKADDR_STORAGE,
+    SOCKETCALL_CALLS,
+    UNIX,
+    SockAddr,
+    parse_msghdr,
+    parse_sockaddr,
+    unpack_socketcall_args,
+)
+from supervisor.resolve import Resolved
+
+if TYPE_CHECKING:
+    from supervisor.loop import Supervisor
+
+NET_SYSCALLS: frozenset[str] = ADDRESS_SYSCALLS | {"socketcall"}
+PERFORMED = frozenset({"connect", "bind"})
+_BLOCKING_TYPES = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+
+
+class _Answer(Exception):
+    """The call fails with this errno before any decision (as the kernel would fail it)."""
+
+    def __init__(self, err: int, reason: str) -> None:
+        super().__init__(reason)
+        self.errno = err
+        self.reason = reason
+
+
+def _int32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+class NetCalls:
+    """The network part of one Supervisor (uses its listener, memory reader, resolver, engine)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def wants(self, name: str) -> bool:
+        engine = self.sup.engine
+        if name == "socketcall":
+            return any(engine.needs_address(s) for s in ADDRESS_SYSCALLS)
+        return engine.needs_address(name)
+
+    def handle(self, n: Notification, name: str) -> None:
+        sup = self.sup
+        arch = arch_name(n.arch)
+        args: tuple[int, ...] = n.args
+        resolved: Resolved | None = None
+        try:
+            try:
+                if name == "socketcall":
+                    entry = SOCKETCALL_CALLS.get(args[0] & 0xFFFFFFFF)
+                    if entry is None:
+                        request = Request(pid=n.pid, syscall=name, arch=arch, args=args)
+                        sup._act(n, request, sup.engine.decide(request))
+                        return
+                    name, count = entry
+                    raw = sup._memory.read_bytes(n.id, n.pid, args[1] & 0xFFFFFFFF, 4 * count)
+                    args = unpack_socketcall_args(raw, count)
+                address = self._read_address(n, name, arch, args)
+                if address is not None and address.kind == UNIX:
+                    resolved = self._resolve_unix(n, name, address)
+                    address = dataclasses.replace(address, resolved=resolved.full_path)
+            except TargetMemoryError as e:
+                sup._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
+                return
+            except _Answer as e:
+                sup._reply_error(n, name, e.errno, reason=e.reason)
+                return
+            request = Request(pid=n.pid, syscall=name, arch=arch, args=args, address=address)
+            decision = sup.engine.decide(request)
+            if (
+                decision.action not in (Action.ALLOW, Action.LOG)
+                or name not in PERFORMED
+                or address is None
+                or (name == "connect" and address.family == AF_UNIX)
+            ):
+                # Refusals; allows of sendto/sendmsg and unix connects (advisory); a call with
+                # no address read.
+                sup._act(n, request, decision)
+                return
+            sup.counters.allowed += 1
+            if decision.action is Action.LOG:
+                sup._record("syscall.logged", n, request, decision, level="info")
+            self._perform(n, request, decision, address, resolved)
+            resolved = None  # _perform owns it now
+        finally:
+            if resolved is not None:
+                resolved.close()
+
+    # -- reading -------------------------------------------------------------------------------
+    def _read_address(
+        self, n: Notification, name: str, arch: str, args: tuple[int, ...]
+    ) -> SockAddr | None:
+        memory = self.sup._memory
+        if name in ("connect", "bind"):
+            ptr, length = args[1], _int32(args[2])
+        elif name == "sendto":
+            ptr, length = args[4], _int32(args[5])
+            if ptr == 0:
+                return None  # a connected socket: no address to check
+        else:  # sendmsg
+            size, _fmt = MSGHDR[arch]
+            hdr = memory.read_bytes(n.id, n.pid, args[1], size)
+            ptr, length = parse_msghdr(hdr, arch)
+            if ptr == 0:
+                return NO_ADDRESS
+            if length < 0:
+                raise _Answer(errno.EINVAL, "bad msg_namelen")
+            if length == 0:
+                return NO_ADDRESS
+            length = min(length, SOCKADDR_STORAGE)
+        if not 0 <= length <= SOCKADDR_STORAGE:
+            raise _Answer(errno.EINVAL, "bad address length")
+        raw = memory.read_bytes(n.id, n.pid, ptr, length)
+        return parse_sockaddr(raw, name)
+
+    def _resolve_unix(self, n: Notification, name: str, address: SockAddr) -> Resolved:
+        """The socket path in the target's view, under its credentials (search permission is
+        the target's). bind creates the final name (never follows it); the others follow."""
+        sup = self.sup
+        creds = read_creds(n.pid)
+        if not sup.listener.id_valid(n.id):
+            raise TargetGone()
+        try:
+            return sup._resolver.resolve(
+                n.pid, None, address.name, follow=name != "bind", creds=creds
+            )
+        except OSError as e:
+            raise _Answer(e.errno or errno.EACCES, "socket path") from None
+
+    # -- performing ----------------------------------------------------------------------------
+    def _perform(
+        self,
+        n: Notification,
+        request: Request,
+        decision: Decision,
+        address: SockAddr,
+        resolved: Resolved | None,
+    ) -> None:
+        sup = self.sup
+        listener = sup.listener
+        sock = -1
+        try:
+            try:
+                sock = self._target_socket(n, _int32(request.args[0]))
+                creds = read_creds(n.pid)
+            except _Answer as e:
+                listener.send_error(n.id, e.errno)
+                return
+            if not listener.id_valid(n.id):
+                return
+            if request.syscall == "bind":
+                err = _bind(sock, address, resolved, creds)
+                _reply(listener, n, err)
+                return
+            if _may_block(sock) and sup._nursery is not None:
+                sup._nursery.start_soon(self._connect_blocking, n, sock, address.raw, creds)
+                sock = -1  # the task owns it
+                return
+            _reply(listener, n, _connect(sock, address.raw, creds))
+        finally:
+            if sock >= 0:
+                os.close(sock)
+            if resolved is not None:
+                resolved.close()
+
+    def _target_socket(self, n: Notification, fd: int) -> int:
+        """Our copy of the target's fd ``fd`` (the same open file), checked to be a socket."""
+        tgid = _tgid(n.pid)
+        try:
+            pidfd = pidfd_open(tgid)
+        except OSError:
+            raise TargetGone() from None
+        try:
+            if not self.sup.listener.id_valid(n.id):
+                raise TargetGone()  # the tid may name another process by now
+            try:
+                sock = pidfd_getfd(pidfd, fd)
+            except OSError as e:
+                raise _Answer(e.errno or errno.EBADF, "fd") from None
+        finally:
+            os.close(pidfd)
+        if not stat.S_ISSOCK(os.fstat(sock).st_mode):
+            os.close(sock)
+            raise _Answer(errno.ENOTSOCK, "not a socket")
+        return sock
+
+    async def _connect_blocking(self, n: Notification, sock: int, raw: bytes, creds: Creds) -> None:
+        try:
+            err = await trio.to_thread.run_sync(
+                _connect, sock, raw, creds, limiter=self.sup._threads, abandon_on_cancel=True
+            )
+        finally:
+            os.close(sock)
+        _reply(self.sup.listener, n, err)
+
+
+def _may_block(sock: int) -> bool:
+    if fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK:
+        return False
+    with socket.socket(fileno=os.dup(sock)) as s:
+        return s.type in _BLOCKING_TYPES
+
+
+def _connect(sock: int, raw: bytes, creds: Creds) -> int:
+    with as_creds(creds):
+        return raw_connect(sock, raw)
+
+
+def _bind(sock: int, address: SockAddr, resolved: Resolved | None, creds: Creds) -> int:
+    if resolved is None:
+        with as_creds(creds):
+            return raw_bind(sock, address.raw)
+    # A unix path: bind the final name from the parent directory we resolved and checked.
+    if resolved.exists:
+        return errno.EADDRINUSE
+    name = os.fsencode(resolved.name or "")
+    raw = address.raw[:2] + name + b"\0"
+    _own_fs()
+    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(resolved.fd)
+        try:
+            with as_creds(creds):
+                old = os.umask(creds.umask)
+                try:
+                    return raw_bind(sock, raw)
+                finally:
+                    os.umask(old)
+        finally:
+            os.fchdir(here)
+    finally:
+        os.close(here)
+
+
+def _reply(listener: ListenerFd, n: Notification, err: int) -> None:
+    if err:
+        listener.send_error(n.id, err)
+    else:
+        listener.send_value(n.id, 0)
+
+
+def _tgid(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    raise TargetGone()

@@ -1,0 +1,302 @@
+/* netops: run a sequence of socket operations given on the command line, one result line each.
+ *
+ * Usage: netops OP [ARGS...] [OP [ARGS...]]...
+ * Every op prints "OK", "OK:<detail>" or the errno name ("ECONNREFUSED", "EACCES", ...).
+ * A socket made by an op is closed at the end of the op.
+ *
+ * Ops (ADDR is IPv4 dotted, IPv6 without brackets, or a path/name for unix ops):
+ *   connect4 ADDR PORT    connect6 ADDR PORT (AF_INET6 socket; ::ffff:a.b.c.d is v4-mapped)
+ *   nbconnect4 ADDR PORT  (O_NONBLOCK: EINPROGRESS expected, then waits for the result)
+ *   bind4 ADDR PORT       bind6 ADDR PORT
+ *   unix_connect PATH     unix_bind PATH       (SOCK_STREAM; PATH may be relative)
+ *   abstract_connect NAME abstract_bind NAME
+ *   udp_sendto ADDR PORT  udp_sendmsg ADDR PORT  udp_sendto_null (connected UDP to 127.0.0.1:9)
+ *   connect_len FAMILY LEN   (AF_INET socket, a sockaddr of that family and length, 127.0.0.1:9)
+ *   connect_badptr        (an unmapped sockaddr pointer)
+ *   i386_connect ADDR PORT        (int $0x80, connect = 362)
+ *   i386_socketcall ADDR PORT     (int $0x80, socketcall = 102, SYS_CONNECT = 3)
+ *   i386_socketcall_bind ADDR PORT (socketcall SYS_BIND = 2)
+ *   race ALLOWED_ADDR ALLOWED_PORT DENIED_ADDR DENIED_PORT N
+ *        a thread flips one sockaddr between the two addresses while the main thread connects N
+ *        times; prints OK:ok=<connects that succeeded>,denied=<that failed>
+ *   chdir DIR
+ *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
+ *   bench_connect4 ADDR PORT N   (N connects of fresh sockets; prints OK:<ns per connect>,failed=<N>)
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void print_errno(int e)
+{
+    const char *name = strerrorname_np(e);
+    if (name)
+        printf("%s\n", name);
+    else
+        printf("E%d\n", e);
+}
+
+static void print_status(long ret)
+{
+    if (ret < 0)
+        print_errno(errno);
+    else
+        printf("OK\n");
+}
+
+static socklen_t inet_addr_of(const char *addr, const char *port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(atoi(port));
+        return sizeof *in;
+    }
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(atoi(port));
+        return sizeof *in6;
+    }
+    fprintf(stderr, "netops: bad address %s\n", addr);
+    exit(2);
+}
+
+static socklen_t unix_addr_of(const char *name, int abstract, struct sockaddr_un *un)
+{
+    memset(un, 0, sizeof *un);
+    un->sun_family = AF_UNIX;
+    size_t len = strlen(name);
+    if (abstract) {
+        memcpy(un->sun_path + 1, name, len);
+        return offsetof(struct sockaddr_un, sun_path) + 1 + len;
+    }
+    memcpy(un->sun_path, name, len);
+    return offsetof(struct sockaddr_un, sun_path) + len + 1;
+}
+
+/* A syscall through the i386 entry (int $0x80) of this 64-bit process. */
+static long int80(long nr, long a, long b, long c)
+{
+    long ret;
+    __asm__ volatile("int $0x80"
+                     : "=a"(ret)
+                     : "a"(nr), "b"(a), "c"(b), "d"(c)
+                     : "memory", "r8", "r9", "r10", "r11");
+    return ret;
+}
+
+static void *low_page(void)
+{
+    void *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+                     -1, 0);
+    if (low == MAP_FAILED) {
+        perror("netops: mmap MAP_32BIT");
+        exit(2);
+    }
+    return low;
+}
+
+static void print_i386(long ret)
+{
+    if (ret < 0 && ret > -4096)
+        print_errno((int)-ret);
+    else
+        printf("OK\n");
+}
+
+static struct sockaddr_in race_addr;
+static struct sockaddr_in race_a, race_b;
+static atomic_int race_stop;
+
+static void *flipper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        /* the barriers keep the compiler from dropping the first copy as a dead store */
+        memcpy(&race_addr, &race_a, sizeof race_addr);
+        __asm__ volatile("" ::: "memory");
+        for (volatile int i = 0; i < 50; i++)
+            ;
+        memcpy(&race_addr, &race_b, sizeof race_addr);
+        __asm__ volatile("" ::: "memory");
+        for (volatile int i = 0; i < 50; i++)
+            ;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) {
+        const char *op = argv[i];
+        struct sockaddr_storage ss;
+        struct sockaddr_un un;
+        if (!strcmp(op, "connect4") || !strcmp(op, "connect6") || !strcmp(op, "bind4") ||
+            !strcmp(op, "bind6")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int v6 = op[strlen(op) - 1] == '6';
+            int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+            if (op[0] == 'c')
+                print_status(connect(fd, (struct sockaddr *)&ss, len));
+            else
+                print_status(bind(fd, (struct sockaddr *)&ss, len));
+            close(fd);
+            i += 2;
+        } else if (!strcmp(op, "nbconnect4")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            int r = connect(fd, (struct sockaddr *)&ss, len);
+            if (r == 0) {
+                printf("OK:immediate\n");
+            } else if (errno != EINPROGRESS) {
+                print_errno(errno);
+            } else {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                poll(&p, 1, 5000);
+                int err = 0;
+                socklen_t el = sizeof err;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                if (err)
+                    printf("EINPROGRESS:%s\n", strerrorname_np(err));
+                else
+                    printf("EINPROGRESS:OK\n");
+            }
+            close(fd);
+            i += 2;
+        } else if (!strcmp(op, "unix_connect") || !strcmp(op, "unix_bind") ||
+                   !strcmp(op, "abstract_connect") || !strcmp(op, "abstract_bind")) {
+            socklen_t len = unix_addr_of(argv[i + 1], op[0] == 'a', &un);
+            int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+            if (strstr(op, "connect"))
+                print_status(connect(fd, (struct sockaddr *)&un, len));
+            else
+                print_status(bind(fd, (struct sockaddr *)&un, len));
+            close(fd);
+            i += 1;
+        } else if (!strcmp(op, "udp_sendto") || !strcmp(op, "udp_sendmsg")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+            char data[] = "ping";
+            if (!strcmp(op, "udp_sendto")) {
+                print_status(sendto(fd, data, 4, 0, (struct sockaddr *)&ss, len));
+            } else {
+                struct iovec iov = {.iov_base = data, .iov_len = 4};
+                struct msghdr msg = {.msg_name = &ss, .msg_namelen = len, .msg_iov = &iov,
+                                     .msg_iovlen = 1};
+                print_status(sendmsg(fd, &msg, 0));
+            }
+            close(fd);
+            i += 2;
+        } else if (!strcmp(op, "udp_sendto_null")) {
+            socklen_t len = inet_addr_of("127.0.0.1", "9", &ss);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+                print_errno(errno);
+            } else {
+                print_status(sendto(fd, "ping", 4, 0, NULL, 0));
+            }
+            close(fd);
+        } else if (!strcmp(op, "connect_len")) {
+            inet_addr_of("127.0.0.1", "9", &ss);
+            ss.ss_family = atoi(argv[i + 1]);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            print_status(connect(fd, (struct sockaddr *)&ss, atoi(argv[i + 2])));
+            close(fd);
+            i += 2;
+        } else if (!strcmp(op, "connect_badptr")) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            print_status(connect(fd, (struct sockaddr *)(uintptr_t)16, 16));
+            close(fd);
+        } else if (!strcmp(op, "i386_connect") || !strcmp(op, "i386_socketcall") ||
+                   !strcmp(op, "i386_socketcall_bind")) {
+            char *low = low_page();
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], (struct sockaddr_storage *)low);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            if (!strcmp(op, "i386_connect")) {
+                print_i386(int80(362, fd, (long)(uintptr_t)low, len));
+            } else {
+                unsigned int *args = (unsigned int *)(low + 256);
+                args[0] = fd;
+                args[1] = (unsigned int)(uintptr_t)low;
+                args[2] = len;
+                long call = strstr(op, "bind") ? 2 : 3;
+                print_i386(int80(102, call, (long)(uintptr_t)args, 0));
+            }
+            close(fd);
+            munmap(low, 4096);
+            i += 2;
+        } else if (!strcmp(op, "race")) {
+            inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            memcpy(&race_a, &ss, sizeof race_a);
+            inet_addr_of(argv[i + 3], argv[i + 4], &ss);
+            memcpy(&race_b, &ss, sizeof race_b);
+            memcpy(&race_addr, &race_a, sizeof race_addr);
+            int n = atoi(argv[i + 5]);
+            pthread_t t;
+            atomic_store(&race_stop, 0);
+            pthread_create(&t, NULL, flipper, NULL);
+            int ok = 0, denied = 0;
+            for (int k = 0; k < n; k++) {
+                int fd = socket(AF_INET, SOCK_STREAM, 0);
+                if (connect(fd, (struct sockaddr *)&race_addr, sizeof race_addr) == 0)
+                    ok++;
+                else
+                    denied++;
+                close(fd);
+            }
+            atomic_store(&race_stop, 1);
+            pthread_join(t, NULL);
+            printf("OK:ok=%d,denied=%d\n", ok, denied);
+            i += 5;
+        } else if (!strcmp(op, "dropuid")) {
+            int id = atoi(argv[i + 1]);
+            if (setgroups(0, NULL) < 0 || setresgid(id, id, id) < 0 || setresuid(id, id, id) < 0)
+                print_errno(errno);
+            else
+                printf("OK\n");
+            i += 1;
+        } else if (!strcmp(op, "bench_connect4")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int n = atoi(argv[i + 3]), failed = 0;
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int k = 0; k < n; k++) {
+                int fd = socket(AF_INET, SOCK_STREAM, 0);
+                if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+                    failed++;
+                close(fd);
+            }
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
+            printf("OK:%.0f,failed=%d\n", ns / n, failed);
+            i += 3;
+        } else if (!strcmp(op, "chdir")) {
+            print_status(chdir(argv[i + 1]));
+            i += 1;
+        } else {
+            fprintf(stderr, "netops: unknown op %s\n", op);
+            return 2;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,397 @@
+"""Address rules end to end: connect, bind, sendto and sendmsg of a real target (tests/targets/
+netops.c) under the real CLI, against listening sockets this test opens on loopback only.
+
+An allowed connect or bind is performed by the supervisor on the target's socket, so the
+listeners also show that the allowed connection really arrived, and that a denied address never
+got one (not even from a thread racing the sockaddr)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .run_helpers import POLICIES, Supervise, policy_text, rule, toml_list
+
+NET = ("connect", "bind", "sendto", "sendmsg")
+
+
+def address_rule(name: str, action: str, addresses: list[str], errno: str | None = None) -> str:
+    text = f'[[rule]]\nname = "{name}"\naddress = {toml_list(addresses)}\naction = "{action}"\n'
+    return text + (f'errno = "{errno}"\n' if errno else "")
+
+
+def accepted(listener: socket.socket) -> int:
+    """How many connections are waiting in the listener's queue (accepts them all)."""
+    listener.setblocking(False)
+    count = 0
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+@pytest.fixture
+def listeners() -> Iterator[dict[str, socket.socket]]:
+    """TCP listeners: "a" on 127.0.0.1, "a2" on 127.0.0.1 (another port), "b" on 127.0.0.2,
+    "six" on ::1."""
+    socks: dict[str, socket.socket] = {}
+    for key, family, host in (
+        ("a", socket.AF_INET, "127.0.0.1"),
+        ("a2", socket.AF_INET, "127.0.0.1"),
+        ("b", socket.AF_INET, "127.0.0.2"),
+        ("six", socket.AF_INET6, "::1"),
+    ):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.bind((host, 0))
+        s.listen(4096)
+        socks[key] = s
+    yield socks
+    for s in socks.values():
+        s.close()
+
+
+def port(s: socket.socket) -> str:
+    return str(s.getsockname()[1])
+
+
+def allow_only(*addresses: str, errno: str = "ECONNREFUSED") -> str:
+    """An allow-list for the network: the addresses, and every other connect/bind/send denied."""
+    return policy_text(
+        "net-allow-list",
+        "allow",
+        address_rule("allowed", "allow", list(addresses)),
+        rule("no-other-net", "deny", syscalls=NET, errno=errno),
+    )
+
+
+def test_connect_by_cidr_and_port(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    a, a2, b = listeners["a"], listeners["a2"], listeners["b"]
+    policy = supervise.policy(allow_only(f"127.0.0.0/31:{port(a)}"))
+    r = supervise(
+        policy,
+        [target_bin("netops"), "connect4", "127.0.0.1", port(a), "connect4", "127.0.0.1",
+         port(a2), "connect4", "127.0.0.2", port(b), "connect4", "127.0.0.1", port(a)],
+    )  # fmt: skip
+    assert r.returncode == 0, r.explain()
+    assert r.lines == ["OK", "ECONNREFUSED", "ECONNREFUSED", "OK"], r.explain()
+    assert accepted(a) == 2
+    assert accepted(a2) == 0 and accepted(b) == 0
+    denied = r.named("syscall.denied")
+    assert {e["address"] for e in denied} == {f"127.0.0.1:{port(a2)}", f"127.0.0.2:{port(b)}"}
+    assert all(e["rule"] == "no-other-net" for e in denied), r.explain()
+
+
+def test_port_range_and_deny_list(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    a, b = listeners["a"], listeners["b"]
+    low = min(int(port(a)), int(port(b)))
+    high = max(int(port(a)), int(port(b)))
+    policy = supervise.policy(
+        policy_text(
+            "t", "allow", address_rule("no-b", "deny", [f"127.0.0.2:{low}-{high}"], "EACCES")
+        )
+    )
+    r = supervise(
+        policy,
+        [target_bin("netops"), "connect4", "127.0.0.2", port(b), "connect4", "127.0.0.1", port(a)],
+    )
+    assert r.lines == ["EACCES", "OK"], r.explain()
+    assert accepted(b) == 0 and accepted(a) == 1
+
+
+def test_ipv6_and_v4_mapped(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    a, b, six = listeners["a"], listeners["b"], listeners["six"]
+    policy = supervise.policy(allow_only(f"[::1]:{port(six)}", "127.0.0.1"))
+    r = supervise(
+        policy,
+        [target_bin("netops"), "connect6", "::1", port(six),
+         "connect6", "::ffff:127.0.0.1", port(a),   # v4-mapped: the IPv4 rule allows it
+         "connect6", "::ffff:127.0.0.2", port(b),   # v4-mapped, no rule: denied
+         "connect6", "::1", port(a)],               # right address, wrong port
+    )  # fmt: skip
+    assert r.lines == ["OK", "OK", "ECONNREFUSED", "ECONNREFUSED"], r.explain()
+    assert accepted(six) == 1 and accepted(a) == 1 and accepted(b) == 0
+    # an IPv6 deny-all does not catch v4-mapped addresses: IPv4 rules do
+    policy = supervise.policy(
+        policy_text(
+            "t",
+            "allow",
+            address_rule("no-v6", "deny", ["[::]/0"], "EACCES"),
+            address_rule("no-b", "deny", ["127.0.0.2"], "EPERM"),
+        )
+    )
+    r = supervise(
+        policy,
+        [target_bin("netops"), "connect6", "::1", port(six), "connect6", "::ffff:127.0.0.1",
+         port(a), "connect6", "::ffff:127.0.0.2", port(b)],
+    )  # fmt: skip
+    assert r.lines == ["EACCES", "OK", "EPERM"], r.explain()
+    assert accepted(six) == 0 and accepted(a) == 1 and accepted(b) == 0
+
+
+def test_nonblocking_connect_gets_einprogress(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    a = listeners["a"]
+    policy = supervise.policy(allow_only("127.0.0.1"))
+    r = supervise(policy, [target_bin("netops"), "nbconnect4", "127.0.0.1", port(a)])
+    # the supervisor's connect on the (shared, non-blocking) socket answers EINPROGRESS; the
+    # target then sees the connection complete on its own socket
+    assert r.lines == ["EINPROGRESS:OK"], r.explain()
+    assert accepted(a) == 1
+
+
+def test_race_on_the_sockaddr_never_reaches_the_denied_address(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    a, b = listeners["a"], listeners["b"]
+    policy = supervise.policy(allow_only(f"127.0.0.1:{port(a)}"))
+    attempts = 2000
+    r = supervise(
+        policy,
+        [target_bin("netops"), "race", "127.0.0.1", port(a), "127.0.0.2", port(b), str(attempts)],
+        timeout=120,
+    )
+    assert r.returncode == 0, r.explain()
+    (line,) = r.lines
+    counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
+    ok, denied = int(counts["ok"]), int(counts["denied"])
+    assert ok + denied == attempts
+    assert accepted(b) == 0, "a connection reached the denied address"
+    assert accepted(a) == ok
+
+
+def test_bad_sockaddrs_get_the_kernels_errno(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    ops = [
+        "connect_len", "2", "8",      # AF_INET, too short
+        "connect_len", "2", "200",    # longer than sockaddr_storage
+        "connect_len", "99", "16",    # unknown family
+        "connect_len", "10", "16",    # AF_INET6 on an AF_INET socket
+        "connect_len", "1", "16",     # AF_UNIX on an AF_INET socket
+        "connect_badptr",             # unmapped
+    ]  # fmt: skip
+    native = subprocess.run(
+        [target_bin("netops"), *ops], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert native == ["EINVAL", "EINVAL", "EAFNOSUPPORT", "EAFNOSUPPORT", "EAFNOSUPPORT", "EFAULT"]
+    policy = supervise.policy(
+        policy_text("t", "allow", address_rule("no-ten", "deny", ["10.0.0.0/8"], "EACCES"))
+    )
+    r = supervise(policy, [target_bin("netops"), *ops])
+    assert r.lines == native, r.explain()
+
+
+def test_i386_connect_and_socketcall_cannot_bypass(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    a, b = listeners["a"], listeners["b"]
+    policy = supervise.policy(allow_only(f"127.0.0.1:{port(a)}"))
+    r = supervise(
+        policy,
+        [target_bin("netops"), "i386_connect", "127.0.0.2", port(b),
+         "i386_socketcall", "127.0.0.2", port(b),
+         "i386_socketcall_bind", "127.0.0.2", "0",
+         "i386_socketcall", "127.0.0.1", port(a),
+         "i386_connect", "127.0.0.1", port(a)],
+    )  # fmt: skip
+    assert r.lines == ["ECONNREFUSED", "ECONNREFUSED", "ECONNREFUSED", "OK", "OK"], r.explain()
+    assert accepted(b) == 0 and accepted(a) == 2
+    denied = r.named("syscall.denied")
+    assert {e["syscall"] for e in denied} == {"connect", "bind"}, r.explain()
+    assert all(e.get("arch") == "i386" for e in denied), r.explain()
+
+
+def test_sendto_and_sendmsg_by_destination(supervise: Supervise, target_bin) -> None:
+    good = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bad = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    good.bind(("127.0.0.1", 0))
+    bad.bind(("127.0.0.2", 0))
+    try:
+        policy = supervise.policy(allow_only("127.0.0.1", errno="EACCES"))
+        r = supervise(
+            policy,
+            [target_bin("netops"), "udp_sendto", "127.0.0.1", port(good),
+             "udp_sendmsg", "127.0.0.1", port(good),
+             "udp_sendto", "127.0.0.2", port(bad),
+             "udp_sendmsg", "127.0.0.2", port(bad)],
+        )  # fmt: skip
+        assert r.lines == ["OK", "OK", "EACCES", "EACCES"], r.explain()
+        good.settimeout(5)
+        assert good.recv(16) == b"ping" and good.recv(16) == b"ping"
+        bad.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            bad.recv(16)
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_sendto_on_a_connected_socket_has_no_address(supervise: Supervise, target_bin) -> None:
+    """sendto(fd, buf, len, 0, NULL, 0) names no address: address rules do not apply to it."""
+    policy = supervise.policy(
+        policy_text("t", "allow", address_rule("no-ten", "deny", ["10.0.0.0/8"], "EACCES"))
+    )
+    r = supervise(policy, [target_bin("netops"), "udp_sendto_null"])
+    assert r.lines == ["OK"], r.explain()
+
+
+@pytest.fixture
+def sockdir(world_dir: Path) -> Iterator[Path]:
+    """world_dir/real (allowed sockets), world_dir/link -> real, world_dir/other."""
+    (world_dir / "real").mkdir()
+    (world_dir / "other").mkdir()
+    (world_dir / "link").symlink_to("real")
+    for d in ("real", "other"):
+        (world_dir / d).chmod(0o777)
+    yield world_dir
+
+
+def unix_listener(path: str | bytes) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(16)
+    return s
+
+
+def test_unix_paths_relative_and_through_a_symlinked_dir(
+    supervise: Supervise, target_bin, sockdir: Path
+) -> None:
+    good = unix_listener(str(sockdir / "real" / "app.sock"))
+    bad = unix_listener(str(sockdir / "other" / "app.sock"))
+    try:
+        policy = supervise.policy(allow_only(f"unix:{sockdir}/real/*.sock", errno="EACCES"))
+        r = supervise(
+            policy,
+            [target_bin("netops"), "unix_connect", sockdir / "real/app.sock",
+             "unix_connect", sockdir / "link/app.sock",      # resolved: real/app.sock
+             "unix_connect", sockdir / "other/app.sock",
+             "chdir", sockdir,
+             "unix_connect", "real/app.sock",                 # relative to the target's cwd
+             "unix_connect", "link/../other/app.sock",
+             "unix_connect", "real/missing.sock",             # the kernel's ENOENT
+             "unix_bind", "link/new.sock",                   # created in real/
+             "unix_bind", "other/new.sock",
+             "unix_bind", "real/new.sock"],                   # exists now
+        )  # fmt: skip
+        assert r.lines == [
+            "OK", "OK", "EACCES", "OK", "OK", "EACCES", "ENOENT", "OK", "EACCES", "EADDRINUSE",
+        ], r.explain()  # fmt: skip
+        assert accepted(good) == 3 and accepted(bad) == 0
+        made = sockdir / "real" / "new.sock"
+        assert stat.S_ISSOCK(made.lstat().st_mode)
+        assert not (sockdir / "other" / "new.sock").exists()
+        denied = {e["address"] for e in r.named("syscall.denied")}
+        assert denied == {f"unix:{sockdir}/other/app.sock", f"unix:{sockdir}/other/new.sock"}
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_unix_bind_as_the_target(supervise: Supervise, target_bin, sockdir: Path) -> None:
+    """The socket file gets the target's owner and umask; a directory the target may not write
+    refuses it as the kernel would."""
+    (sockdir / "locked").mkdir(mode=0o755)
+    policy = supervise.policy(allow_only(f"unix:{sockdir}/**", errno="EACCES"))
+    old = os.umask(0o027)
+    try:
+        r = supervise(
+            policy,
+            [target_bin("netops"), "dropuid", "65534", "unix_bind", sockdir / "real/mine.sock",
+             "unix_bind", sockdir / "locked/no.sock"],
+        )  # fmt: skip
+    finally:
+        os.umask(old)
+    assert r.lines == ["OK", "OK", "EACCES"], r.explain()
+    st = (sockdir / "real" / "mine.sock").lstat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    assert stat.S_IMODE(st.st_mode) == 0o750
+    assert not (sockdir / "locked" / "no.sock").exists()
+
+
+def test_abstract_names(supervise: Supervise, target_bin) -> None:
+    tag = f"sv-test-{os.getpid()}"
+    good = unix_listener(f"\0{tag}-good".encode())
+    bad = unix_listener(f"\0{tag}-bad".encode())
+    try:
+        policy = supervise.policy(allow_only(f"unix-abstract:{tag}-good*", errno="EACCES"))
+        r = supervise(
+            policy,
+            [target_bin("netops"), "abstract_connect", f"{tag}-good",
+             "abstract_connect", f"{tag}-bad", "abstract_bind", f"{tag}-good2",
+             "abstract_bind", f"{tag}-bad2"],
+        )  # fmt: skip
+        assert r.lines == ["OK", "EACCES", "OK", "EACCES"], r.explain()
+        assert accepted(good) == 1 and accepted(bad) == 0
+    finally:
+        good.close()
+        bad.close()
+
+
+def free_privileged_port() -> int:
+    for candidate in range(1000, 1024):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return candidate
+    pytest.skip("no free port below 1024")
+
+
+def test_bind_below_1024_needs_the_targets_capability(supervise: Supervise, target_bin) -> None:
+    if Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text().strip() != "1024":
+        pytest.skip("privileged ports are not 0-1023 here")
+    low = str(free_privileged_port())
+    policy = supervise.policy(allow_only("127.0.0.1"))
+    r = supervise(
+        policy,
+        [target_bin("netops"), "bind4", "127.0.0.1", low, "dropuid", "65534",
+         "bind4", "127.0.0.1", low, "bind4", "127.0.0.1", "0", "bind4", "127.0.0.2", "0"],
+    )  # fmt: skip
+    # root (with CAP_NET_BIND_SERVICE) may; uid 65534 without capabilities may not, although the
+    # supervisor that performs the bind is root
+    assert r.lines == ["OK", "OK", "EACCES", "OK", "ECONNREFUSED"], r.explain()
+
+
+def test_shipped_database_client_policy(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    try:
+        db = socket.socket()
+        db.bind(("127.0.0.1", 5432))
+        db.listen(4)
+    except OSError:
+        pytest.skip("127.0.0.1:5432 is in use")
+    try:
+        a, six = listeners["a"], listeners["six"]
+        r = supervise(
+            POLICIES / "database-client.toml",
+            [target_bin("netops"), "connect4", "127.0.0.1", "5432", "connect4", "127.0.0.1",
+             port(a), "connect6", "::1", port(six), "bind4", "0.0.0.0", "0",
+             "unix_connect", "/run/postgresql/.s.PGSQL.5433"],
+        )  # fmt: skip
+        assert r.returncode == 0, r.explain()
+        assert r.lines == ["OK", "ECONNREFUSED", "ECONNREFUSED", "EACCES", "ECONNREFUSED"], (
+            r.explain()
+        )
+        assert accepted(db) == 1 and accepted(a) == 0 and accepted(six) == 0
+    finally:
+        db.close()
