@@ -295,6 +295,8 @@ class Supervisor:
         """The request with what `limit`/`rate` rules count by: the time, and the process and
         user only for syscalls whose rules count per process or user (a /proc read)."""
         engine = self.engine
+        if not engine.counts(request.syscall):
+            return request
         now = time.monotonic() if engine.uses_clock else 0.0
         tgid, uid = 0, -1
         if engine.needs_process(request.syscall) or engine.needs_user(request.syscall):

@@ -272,6 +272,7 @@ def test_per_process_and_user_keys() -> None:
     got = [tree.decide(req(tgid=t)).action for t in (10, 11, 12)]
     assert got == [Action.ALLOW, Action.ALLOW, Action.DENY]
     assert not tree.needs_process("getppid") and not tree.uses_clock
+    assert tree.counts("getppid") and not tree.counts("getpid")
 
     proc = engine('syscalls = ["getppid"]\naction = "allow"\nlimit = 2\nper = "process"')
     assert proc.needs_process("getppid") and not proc.needs_process("getpid")

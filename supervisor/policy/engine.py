@@ -166,6 +166,7 @@ class Engine:
         self._default_inspected = Decision(policy.default, errno, None, True)
         budgets = [r for r in policy.rules if r.limit or r.rate]
         self._has_budgets = bool(budgets)
+        self._counted = _syscalls_of(budgets)
         self._uses_clock = any(r.rate is not None for r in policy.rules)
         self._needs_process = _syscalls_of(r for r in budgets if r.per == "process")
         self._needs_user = _syscalls_of(r for r in budgets if r.per == "user")
@@ -186,6 +187,10 @@ class Engine:
         """True when a rule has ``limit`` or ``rate``: the loop then fills the Request fields
         that uses_clock, needs_process() and needs_user() ask for."""
         return self._has_budgets
+
+    def counts(self, syscall: str) -> bool:
+        """True when a rule with ``limit`` or ``rate`` applies to ``syscall``."""
+        return syscall in self._counted
 
     @property
     def uses_clock(self) -> bool:
