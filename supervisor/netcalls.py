@@ -11,16 +11,23 @@ The loop hands these notifications here when the policy has address rules for th
    errnos for a bad length (EINVAL) and an unmapped pointer (EFAULT) are answered here. A unix
    path is resolved like a file path (relative to the target's cwd, in its root).
 3. The engine decides. Denials and kills go to the loop's ``_act``.
-4. An allowed connect or bind is PERFORMED here, on the target's own socket (a copy of its fd
-   from pidfd_getfd: the same open file), with the bytes that were checked, under the target's
-   credentials (binding a port below 1024 needs its CAP_NET_BIND_SERVICE); the result (0 or the
-   errno, EINPROGRESS for a non-blocking socket) is the answer. A blocking stream connect runs on
-   a worker thread. A unix path bind is made from the resolved parent directory (fchdir to its
-   O_PATH fd on a thread with its own fs_struct, the target's umask) with the final name.
+4. An allowed connect or bind is PERFORMED here, on the target's own socket (a copy of the
+   calling thread's fd from pidfd_getfd: the same open file), with the bytes that were checked;
+   the result (0 or the errno, EINPROGRESS for a non-blocking socket) is the answer. A blocking
+   stream connect runs on a worker thread. A bind runs under the target's credentials (a port
+   below 1024 needs its CAP_NET_BIND_SERVICE); a connect with the supervisor's (the kernel checks
+   no credential for an IPv4/IPv6 connect). A unix path bind is made from the resolved parent
+   directory (fchdir to its O_PATH fd on a thread with its own fs_struct, the target's umask)
+   with the final name.
 5. ADVISORY (resumed with CONTINUE after the check; a thread racing the buffer can change what
    the kernel uses): sendto and sendmsg (the supervisor does not copy the data), and connect to a
    unix socket (performed by the supervisor, the server would see the SUPERVISOR's pid, uid and
-   gid in SO_PEERCRED: worse than the race). policy check and the load warnings say so.
+   gid in SO_PEERCRED: worse than the race). policy check and the load warnings say so. A unix
+   connect is resumed only when the target's socket IS a unix socket: the kernel then reads any
+   bytes a racing thread writes as a unix address, never as an inet one.
+6. A unix path bind is made with the final name relative to the checked parent, so the address
+   the kernel records for the socket (getsockname, a peer's getpeername) is that name, not the
+   path the target wrote.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from supervisor.emulate import _own_fs
 from supervisor.kernel.creds import Creds, as_creds, read_creds
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import TargetGone, TargetMemoryError
-from supervisor.kernel.pidfd import pidfd_getfd, pidfd_open
+from supervisor.kernel.pidfd import PIDFD_THREAD, pidfd_getfd, pidfd_open
 from supervisor.kernel.seccomp import ListenerFd, Notification
 from supervisor.kernel.sockets import raw_bind, raw_connect
 from supervisor.policy import Action, Decision, Request
@@ -124,10 +131,8 @@ class NetCalls:
                 decision.action not in (Action.ALLOW, Action.LOG)
                 or name not in PERFORMED
                 or address is None
-                or (name == "connect" and address.family == AF_UNIX)
             ):
-                # Refusals; allows of sendto/sendmsg and unix connects (advisory); a call with
-                # no address read.
+                # Refusals; allows of sendto/sendmsg (advisory); a call with no address read.
                 sup._act(n, request, decision)
                 return
             sup.counters.allowed += 1
@@ -195,21 +200,28 @@ class NetCalls:
         try:
             try:
                 sock = self._target_socket(n, _int32(request.args[0]))
-                creds = read_creds(n.pid)
             except _Answer as e:
                 listener.send_error(n.id, e.errno)
                 return
-            if not listener.id_valid(n.id):
-                return
             if request.syscall == "bind":
-                err = _bind(sock, address, resolved, creds)
-                _reply(listener, n, err)
+                creds = read_creds(n.pid)
+                if not listener.id_valid(n.id):
+                    return  # the tid may name another thread by now
+                _reply(listener, n, _bind(sock, address, resolved, creds))
                 return
-            if _may_block(sock) and sup._nursery is not None:
-                sup._nursery.start_soon(self._connect_blocking, n, sock, address.raw, creds)
+            family, kind, nonblocking = _socket_info(sock)
+            if address.family == AF_UNIX and family == AF_UNIX:
+                # Advisory (see the module doc): resumed. The socket is a unix one, so whatever
+                # a racing thread writes, the kernel reads a unix address. (An AF_UNIX address
+                # given to another socket is performed below: the kernel then refuses OUR copy
+                # of the bytes, and a thread flipping them to an inet address gains nothing.)
+                listener.send_continue(n.id)
+                return
+            if not nonblocking and kind in _BLOCKING_TYPES and sup._nursery is not None:
+                sup._nursery.start_soon(self._connect_blocking, n, sock, address.raw)
                 sock = -1  # the task owns it
                 return
-            _reply(listener, n, _connect(sock, address.raw, creds))
+            _reply(listener, n, raw_connect(sock, address.raw))
         finally:
             if sock >= 0:
                 os.close(sock)
@@ -217,12 +229,18 @@ class NetCalls:
                 resolved.close()
 
     def _target_socket(self, n: Notification, fd: int) -> int:
-        """Our copy of the target's fd ``fd`` (the same open file), checked to be a socket."""
-        tgid = _tgid(n.pid)
+        """Our copy of the calling thread's fd ``fd`` (the same open file), checked to be a
+        socket. A pidfd of the THREAD (PIDFD_THREAD, Linux 6.9): its fd table is the one the
+        syscall uses, also after unshare(CLONE_FILES)."""
         try:
-            pidfd = pidfd_open(tgid)
-        except OSError:
-            raise TargetGone() from None
+            pidfd = pidfd_open(n.pid, PIDFD_THREAD)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise TargetGone() from None
+            try:  # an older kernel: the process (threads share their fd table as a rule)
+                pidfd = pidfd_open(_tgid(n.pid))
+            except OSError:
+                raise TargetGone() from None
         try:
             if not self.sup.listener.id_valid(n.id):
                 raise TargetGone()  # the tid may name another process by now
@@ -237,26 +255,23 @@ class NetCalls:
             raise _Answer(errno.ENOTSOCK, "not a socket")
         return sock
 
-    async def _connect_blocking(self, n: Notification, sock: int, raw: bytes, creds: Creds) -> None:
+    async def _connect_blocking(self, n: Notification, sock: int, raw: bytes) -> None:
         try:
             err = await trio.to_thread.run_sync(
-                _connect, sock, raw, creds, limiter=self.sup._threads, abandon_on_cancel=True
+                raw_connect, sock, raw, limiter=self.sup._threads, abandon_on_cancel=True
             )
         finally:
             os.close(sock)
         _reply(self.sup.listener, n, err)
 
 
-def _may_block(sock: int) -> bool:
-    if fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK:
-        return False
-    with socket.socket(fileno=os.dup(sock)) as s:
-        return s.type in _BLOCKING_TYPES
-
-
-def _connect(sock: int, raw: bytes, creds: Creds) -> int:
-    with as_creds(creds):
-        return raw_connect(sock, raw)
+def _socket_info(sock: int) -> tuple[int, int, bool]:
+    """(domain, type, O_NONBLOCK) of our copy of the target's socket."""
+    s = socket.socket(fileno=sock)  # reads SO_DOMAIN and SO_TYPE
+    try:
+        return int(s.family), int(s.type), bool(fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK)
+    finally:
+        s.detach()
 
 
 def _bind(sock: int, address: SockAddr, resolved: Resolved | None, creds: Creds) -> int:
@@ -294,7 +309,7 @@ def _reply(listener: ListenerFd, n: Notification, err: int) -> None:
 
 def _tgid(tid: int) -> int:
     try:
-        with open(f"/proc/{tid}/status", "rb") as f:
+        with open(f"/proc/{int(tid)}/status", "rb") as f:
             for line in f:
                 if line.startswith(b"Tgid:"):
                     return int(line.split()[1])

@@ -367,3 +367,12 @@ def test_shipped_database_client() -> None:
     plan = plan_filter(p)
     assert "sendmmsg" in plan.kernel_decided and "io_uring_setup" in plan.kernel_decided
     assert "socketcall" in plan.notified
+
+
+def test_warning_when_sendmmsg_is_not_refused() -> None:
+    rule = '\n[[rule]]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
+    p = parse_policy(HEAD + rule)
+    assert any("sendmmsg" in w for w in p.warnings)
+    refused = '\n[[rule]]\nsyscalls = ["sendmmsg"]\naction = "deny"\n'
+    assert not any("sendmmsg" in w for w in parse_policy(HEAD + rule + refused).warnings)
+    assert not any("sendmmsg" in w for w in parse_policy(HEAD).warnings)

@@ -395,3 +395,29 @@ def test_shipped_database_client_policy(
         assert accepted(db) == 1 and accepted(a) == 0 and accepted(six) == 0
     finally:
         db.close()
+
+
+def test_race_unix_to_inet_on_an_inet_socket(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket], sockdir: Path
+) -> None:
+    """An allowed unix address is resumed (advisory) only on a unix socket. Here the socket is
+    AF_INET and a thread flips the sockaddr between an allowed AF_UNIX path and a denied IPv4
+    address: the supervisor performs the connect with the bytes it read, so the kernel never
+    connects the inet socket to the flipped-in address."""
+    b = listeners["b"]
+    sock_path = sockdir / "real" / "app.sock"
+    server = unix_listener(str(sock_path))
+    try:
+        policy = supervise.policy(allow_only("unix:/**"))
+        attempts = 2000
+        r = supervise(
+            policy,
+            [target_bin("netops"), "race_unix_inet", sock_path, "127.0.0.2", port(b),
+             str(attempts)],
+            timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.explain()
+        assert r.lines == [f"OK:ok=0,denied={attempts}"], r.explain()
+        assert accepted(b) == 0, "the inet socket reached the denied address"
+    finally:
+        server.close()

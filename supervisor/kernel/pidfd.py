@@ -8,6 +8,7 @@ from supervisor._native import lib
 from supervisor.kernel._errors import check
 
 PIDFD_NONBLOCK = 0o4000  # O_NONBLOCK
+PIDFD_THREAD = 0o200000  # O_EXCL: a pidfd of one thread, not its process (Linux 6.9)
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:

@@ -68,6 +68,16 @@ def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
     return out
 
 
+def _refused(rules: tuple[Rule, ...], default: Action) -> bool:
+    """Whether a syscall with these rules is always refused."""
+    for rule in rules:
+        if rule.action in _LETS_THROUGH:
+            return False
+        if _unconditional(rule) and not rule.may_fall_through:
+            return rule.action.refuses
+    return default.refuses
+
+
 def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ...]:
     """One short warning per rule with advisory allows."""
     found = advisory_syscalls(rules, default)
@@ -89,4 +99,11 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
                 "advisory: the supervisor cannot perform these syscalls itself, so a thread "
                 "racing the path buffer can change what the kernel uses"
             )
+    if any(r.addresses for r in rules) and not _refused(
+        rules_by_syscall(rules).get("sendmmsg", ()), default
+    ):
+        out.append(
+            "address rules do not inspect sendmmsg (one address per message): refuse it "
+            '(syscalls = ["sendmmsg"], action = "deny") where destinations matter'
+        )
     return tuple(out)

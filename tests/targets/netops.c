@@ -19,6 +19,9 @@
  *   race ALLOWED_ADDR ALLOWED_PORT DENIED_ADDR DENIED_PORT N
  *        a thread flips one sockaddr between the two addresses while the main thread connects N
  *        times; prints OK:ok=<connects that succeeded>,denied=<that failed>
+ *   race_unix_inet UNIX_PATH DENIED_ADDR DENIED_PORT N
+ *        the same on an AF_INET socket, the sockaddr flipping between an AF_UNIX address and an
+ *        AF_INET one; prints OK:ok=<connects that succeeded>,denied=<that failed>
  *   chdir DIR
  *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
  *   bench_connect4 ADDR PORT N   (N connects of fresh sockets; prints OK:<ns per connect>,failed=<N>)
@@ -123,8 +126,8 @@ static void print_i386(long ret)
         printf("OK\n");
 }
 
-static struct sockaddr_in race_addr;
-static struct sockaddr_in race_a, race_b;
+static struct sockaddr_un race_addr;
+static struct sockaddr_un race_a, race_b;
 static atomic_int race_stop;
 
 static void *flipper(void *arg)
@@ -245,11 +248,21 @@ int main(int argc, char **argv)
             close(fd);
             munmap(low, 4096);
             i += 2;
-        } else if (!strcmp(op, "race")) {
-            inet_addr_of(argv[i + 1], argv[i + 2], &ss);
-            memcpy(&race_a, &ss, sizeof race_a);
+        } else if (!strcmp(op, "race") || !strcmp(op, "race_unix_inet")) {
+            int mixed = !strcmp(op, "race_unix_inet");
+            socklen_t addrlen = sizeof(struct sockaddr_in);
+            memset(&race_a, 0, sizeof race_a);
+            memset(&race_b, 0, sizeof race_b);
+            if (mixed) {
+                unix_addr_of(argv[i + 1], 0, &race_a);
+                addrlen = sizeof(struct sockaddr_un);
+                i -= 1;
+            } else {
+                inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+                memcpy(&race_a, &ss, sizeof(struct sockaddr_in));
+            }
             inet_addr_of(argv[i + 3], argv[i + 4], &ss);
-            memcpy(&race_b, &ss, sizeof race_b);
+            memcpy(&race_b, &ss, sizeof(struct sockaddr_in));
             memcpy(&race_addr, &race_a, sizeof race_addr);
             int n = atoi(argv[i + 5]);
             pthread_t t;
@@ -258,7 +271,7 @@ int main(int argc, char **argv)
             int ok = 0, denied = 0;
             for (int k = 0; k < n; k++) {
                 int fd = socket(AF_INET, SOCK_STREAM, 0);
-                if (connect(fd, (struct sockaddr *)&race_addr, sizeof race_addr) == 0)
+                if (connect(fd, (struct sockaddr *)&race_addr, addrlen) == 0)
                     ok++;
                 else
                     denied++;
