@@ -365,3 +365,91 @@ def recover_from_environ(
         if notifier is not None and name.startswith((LISTENER_PREFIX, META_PREFIX)):
             notifier.fdstore_remove(name)
     return got
+
+
+# -- the daemon's side ----------------------------------------------------------------------------
+@dataclass
+class DaemonIntegration:
+    """What ``seccomp-supervisor daemon`` takes from its service manager, and gives back.
+
+    ``serve(config, control_socket=i.control_socket, hooks=i.hooks(), recovered=i.recovered)``:
+    READY=1 (with STATUS=) once the control socket accepts, the watchdog task started then,
+    STATUS= whenever the number of targets changes, each attached target in the fd store (and
+    out of it when it is gone), STOPPING=1. All of it is a no-op without $NOTIFY_SOCKET.
+    """
+
+    notifier: Notifier
+    control_socket: socket.socket | None
+    recovered: list[tuple[int, dict[str, Any]]]
+    watchdog_usec: int | None
+    # listener fd -> its fd-store key, for targets recovered from the store (already stored).
+    recovered_keys: dict[int, str] = field(default_factory=dict)
+    # daemon target id -> fd-store key
+    keys: dict[int, str] = field(default_factory=dict)
+
+    def hooks(self) -> Any:
+        from supervisor.daemon import DaemonHooks
+
+        return DaemonHooks(
+            ready=self._ready,
+            targets_changed=self._targets_changed,
+            attached=self._attached,
+            detached=self._detached,
+            stopping=self._stopping,
+        )
+
+    def _ready(self, daemon: Any) -> None:
+        if self.watchdog_usec is not None and self.notifier.enabled:
+            trio.lowlevel.spawn_system_task(run_watchdog, self.notifier, self.watchdog_usec)
+        self.notifier.ready(status=status_text(len(daemon.targets)))
+        # A recovered listener the daemon did not take back (policy gone, ...) was closed: drop
+        # its pieces from the store, or systemd would keep its target waiting forever.
+        for key in self.recovered_keys.values():
+            self.notifier.remove_target(key)
+        self.recovered_keys.clear()
+
+    def _stopping(self) -> None:
+        self.notifier.stopping()
+
+    def _targets_changed(self, count: int) -> None:
+        self.notifier.status(status_text(count))
+
+    def _attached(self, target: Any) -> None:
+        fd = target.listener.fileno()
+        key = self.recovered_keys.pop(fd, None) if target.recovered else None
+        if key is None:
+            meta = {**target.metadata, "id": target.id}
+            key = new_store_key(meta)
+            self.notifier.store_target(key, fd, meta)
+        self.keys[target.id] = key
+
+    def _detached(self, target: Any) -> None:
+        key = self.keys.pop(target.id, None)
+        if key is not None:
+            self.notifier.remove_target(key)
+
+
+def status_text(targets: int) -> str:
+    return f"supervising {targets} target{'' if targets == 1 else 's'}"
+
+
+def daemon_integration(environ: MutableMapping[str, str] | None = None) -> DaemonIntegration:
+    """Read (and clear) $NOTIFY_SOCKET, $WATCHDOG_*, $LISTEN_*; sort out the passed fds."""
+    env = os.environ if environ is None else environ
+    notifier = Notifier.from_environ(env, unset=True)
+    usec = watchdog_usec(env)
+    got = recover_from_environ(notifier, env)
+    integration = DaemonIntegration(
+        notifier=notifier,
+        control_socket=got.control,
+        recovered=[(t.listener_fd, t.metadata) for t in got.targets],
+        watchdog_usec=usec,
+        recovered_keys={t.listener_fd: t.key for t in got.targets},
+    )
+    if got.control is not None or got.targets:
+        log.info(
+            "systemd.activated",
+            control_socket=got.control is not None,
+            recovered_targets=len(got.targets),
+        )
+    return integration
