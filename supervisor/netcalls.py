@@ -19,12 +19,17 @@ The loop hands these notifications here when the policy has address rules for th
    no credential for an IPv4/IPv6 connect). A unix path bind is made from the resolved parent
    directory (fchdir to its O_PATH fd on a thread with its own fs_struct, the target's umask)
    with the final name.
-5. ADVISORY (resumed with CONTINUE after the check; a thread racing the buffer can change what
-   the kernel uses): sendto and sendmsg (the supervisor does not copy the data), and connect to a
-   unix socket (performed by the supervisor, the server would see the SUPERVISOR's pid, uid and
-   gid in SO_PEERCRED: worse than the race). policy check and the load warnings say so. A unix
-   connect is resumed only when the target's socket IS a unix socket: the kernel then reads any
-   bytes a racing thread writes as a unix address, never as an inet one.
+5. An allowed sendto/sendmsg on an IPv4/IPv6 datagram or raw socket is PERFORMED too: the data
+   (at most 64 KiB, as UDP) and control messages (at most 4 KiB, sent under the target's
+   credentials: SO_MARK needs CAP_NET_ADMIN) are copied and sent to the checked address with
+   sendmsg(2) on our copy of the socket, MSG_DONTWAIT first, on a worker thread when a blocking
+   send would wait. A TCP send ignores the address (unless MSG_FASTOPEN): resumed, nothing to race.
+   ADVISORY (resumed with CONTINUE after the check; a thread racing the buffer can change what
+   the kernel uses): connect, sendto and sendmsg on unix sockets (performed by the supervisor,
+   the server would see the SUPERVISOR's pid, uid and gid in SO_PEERCRED/SCM_CREDENTIALS: worse
+   than the race), and TCP sends with MSG_FASTOPEN. policy check and the load warnings say so.
+   A unix call is resumed only when the target's socket IS a unix socket: the kernel then reads
+   any bytes a racing thread writes as a unix address, never as an inet one.
 6. A unix path bind is made with the final name relative to the checked parent, so the address
    the kernel records for the socket (getsockname, a peer's getpeername) is that name, not the
    path the target wrote.
@@ -45,21 +50,26 @@ import trio
 from supervisor.emulate import _own_fs
 from supervisor.kernel.creds import Creds, as_creds, read_creds
 from supervisor.kernel.filter import arch_name
-from supervisor.kernel.memory import TargetGone, TargetMemoryError
+from supervisor.kernel.memory import PATH_MAX, TargetGone, TargetMemoryError
 from supervisor.kernel.pidfd import PIDFD_THREAD, pidfd_getfd, pidfd_open
 from supervisor.kernel.seccomp import ListenerFd, Notification
-from supervisor.kernel.sockets import raw_bind, raw_connect
+from supervisor.kernel.sockets import raw_bind, raw_connect, raw_sendmsg
 from supervisor.policy import Action, Decision, Request
 from supervisor.policy.sockaddr import (
     ADDRESS_SYSCALLS,
     AF_UNIX,
+    IOVEC,
     MSGHDR,
     NO_ADDRESS,
+    NONE,
     SOCKADDR_STORAGE,
     SOCKETCALL_CALLS,
+    UIO_MAXIOV,
     UNIX,
     SockAddr,
+    parse_iovecs,
     parse_msghdr,
+    parse_msghdr_all,
     parse_sockaddr,
     unpack_socketcall_args,
 )
@@ -69,8 +79,11 @@ if TYPE_CHECKING:
     from supervisor.loop import Supervisor
 
 NET_SYSCALLS: frozenset[str] = ADDRESS_SYSCALLS | {"socketcall"}
-PERFORMED = frozenset({"connect", "bind"})
+SENDS = frozenset({"sendto", "sendmsg"})
+MAX_DATAGRAM = 0xFFFF  # udp_sendmsg, raw_sendmsg, ping: longer is EMSGSIZE
+MAX_CONTROL = 4096
 _BLOCKING_TYPES = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+MSG_FASTOPEN = 0x20000000
 
 
 class _Answer(Exception):
@@ -127,17 +140,16 @@ class NetCalls:
                 return
             request = Request(pid=n.pid, syscall=name, arch=arch, args=args, address=address)
             decision = sup.engine.decide(request)
-            if (
-                decision.action not in (Action.ALLOW, Action.LOG)
-                or name not in PERFORMED
-                or address is None
-            ):
-                # Refusals; allows of sendto/sendmsg (advisory); a call with no address read.
+            if decision.action not in (Action.ALLOW, Action.LOG) or address is None:
+                # Refusals; a call with no address read (sendto to NULL: nothing to race).
                 sup._act(n, request, decision)
                 return
             sup.counters.allowed += 1
             if decision.action is Action.LOG:
                 sup._record("syscall.logged", n, request, decision, level="info")
+            if name in SENDS:
+                self._send(n, request, address)
+                return
             self._perform(n, request, decision, address, resolved)
             resolved = None  # _perform owns it now
         finally:
@@ -255,6 +267,107 @@ class NetCalls:
             raise _Answer(errno.ENOTSOCK, "not a socket")
         return sock
 
+    def _send(self, n: Notification, request: Request, address: SockAddr) -> None:
+        """An allowed sendto/sendmsg: performed for IPv4/IPv6 datagram and raw sockets with a
+        copy of the data; resumed where the kernel ignores the address (a stream socket without
+        MSG_FASTOPEN) and, advisory, for other sockets (unix: see the module doc)."""
+        sup = self.sup
+        listener = sup.listener
+        args = request.args
+        sock = -1
+        try:
+            try:
+                sock = self._target_socket(n, _int32(args[0]))
+            except _Answer as e:
+                listener.send_error(n.id, e.errno)
+                return
+            family, kind, nonblocking = _socket_info(sock)
+            flags = _int32(args[3] if request.syscall == "sendto" else args[2])
+            if (
+                family not in (socket.AF_INET, socket.AF_INET6)
+                or kind not in (socket.SOCK_DGRAM, socket.SOCK_RAW, socket.SOCK_STREAM)
+                or (kind == socket.SOCK_STREAM and flags & MSG_FASTOPEN)
+            ):
+                listener.send_continue(n.id)  # advisory
+                return
+            if kind == socket.SOCK_STREAM:
+                # TCP ignores the address unless MSG_FASTOPEN (a register value): nothing a
+                # racing thread writes can redirect the data.
+                listener.send_continue(n.id)
+                return
+            try:
+                data, control = self._gather(n, request)
+            except TargetMemoryError as e:
+                listener.send_error(n.id, e.errno or errno.EFAULT)
+                return
+            except _Answer as e:
+                listener.send_error(n.id, e.errno)
+                return
+            creds = read_creds(n.pid) if control else None  # SO_MARK needs CAP_NET_ADMIN ...
+            if not listener.id_valid(n.id):
+                return
+            name = None if address.kind == NONE else address.raw
+            blocking = not nonblocking and not flags & socket.MSG_DONTWAIT
+            ret = _sendmsg(sock, name, data, control, flags | socket.MSG_DONTWAIT, creds)
+            if ret == -errno.EAGAIN and blocking and sup._nursery is not None:
+                sup._nursery.start_soon(
+                    self._send_blocking, n, sock, (name, data, control, flags, creds)
+                )
+                sock = -1  # the task owns it
+                return
+            _reply_count(listener, n, ret)
+        finally:
+            if sock >= 0:
+                os.close(sock)
+
+    def _gather(self, n: Notification, request: Request) -> tuple[bytes, bytes]:
+        """The data and control messages of a sendto/sendmsg, copied from the target."""
+        args = request.args
+        if request.syscall == "sendto":
+            if args[2] > MAX_DATAGRAM:
+                raise _Answer(errno.EMSGSIZE, "datagram too long")
+            return self._read(n, args[1], args[2]), b""
+        arch = request.arch
+        hdr = parse_msghdr_all(
+            self.sup._memory.read_bytes(n.id, n.pid, args[1], MSGHDR[arch][0]), arch
+        )
+        if hdr.iovlen > UIO_MAXIOV:
+            raise _Answer(errno.EMSGSIZE, "too many iovecs")
+        iovs = parse_iovecs(self._read(n, hdr.iov, hdr.iovlen * IOVEC[arch][0]), arch)
+        if sum(length for _base, length in iovs) > MAX_DATAGRAM:
+            raise _Answer(errno.EMSGSIZE, "datagram too long")
+        data = b"".join(self._read(n, base, length) for base, length in iovs)
+        control = b""
+        if hdr.control and hdr.controllen:
+            if arch != "x86_64":
+                # i386 control messages have another layout (compat_cmsghdr): not converted.
+                raise _Answer(errno.EOPNOTSUPP, "i386 control messages")
+            if hdr.controllen > MAX_CONTROL:
+                raise _Answer(errno.ENOBUFS, "control messages too long")
+            control = self._read(n, hdr.control, hdr.controllen)
+        return data, control
+
+    def _read(self, n: Notification, addr: int, length: int) -> bytes:
+        memory = self.sup._memory
+        chunks = []
+        for off in range(0, length, PATH_MAX):
+            chunks.append(memory.read_bytes(n.id, n.pid, addr + off, min(PATH_MAX, length - off)))
+        return b"".join(chunks)
+
+    async def _send_blocking(
+        self,
+        n: Notification,
+        sock: int,
+        call: tuple[bytes | None, bytes, bytes, int, Creds | None],
+    ) -> None:
+        try:
+            ret = await trio.to_thread.run_sync(
+                _sendmsg, sock, *call, limiter=self.sup._threads, abandon_on_cancel=True
+            )
+        finally:
+            os.close(sock)
+        _reply_count(self.sup.listener, n, ret)
+
     async def _connect_blocking(self, n: Notification, sock: int, raw: bytes) -> None:
         try:
             err = await trio.to_thread.run_sync(
@@ -298,6 +411,22 @@ def _bind(sock: int, address: SockAddr, resolved: Resolved | None, creds: Creds)
             os.fchdir(here)
     finally:
         os.close(here)
+
+
+def _sendmsg(
+    sock: int, name: bytes | None, data: bytes, control: bytes, flags: int, creds: Creds | None
+) -> int:
+    if creds is None:
+        return raw_sendmsg(sock, name, data, control, flags)
+    with as_creds(creds):
+        return raw_sendmsg(sock, name, data, control, flags)
+
+
+def _reply_count(listener: ListenerFd, n: Notification, ret: int) -> None:
+    if ret < 0:
+        listener.send_error(n.id, -ret)
+    else:
+        listener.send_value(n.id, ret)
 
 
 def _reply(listener: ListenerFd, n: Notification, err: int) -> None:

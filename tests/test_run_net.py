@@ -421,3 +421,72 @@ def test_race_unix_to_inet_on_an_inet_socket(
         assert accepted(b) == 0, "the inet socket reached the denied address"
     finally:
         server.close()
+
+
+def udp_receiver(host: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+def datagrams(s: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            s.recv(70000)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
+def test_race_on_the_sendto_destination_never_reaches_the_denied_address(
+    supervise: Supervise, target_bin
+) -> None:
+    """Allowed sends to IPv4/IPv6 datagram sockets are performed by the supervisor with the
+    destination it checked and a copy of the data: a thread flipping the destination never gets
+    a datagram to the denied address."""
+    good, bad = udp_receiver("127.0.0.1"), udp_receiver("127.0.0.2")
+    try:
+        policy = supervise.policy(allow_only("127.0.0.1"))
+        attempts = 2000
+        r = supervise(
+            policy,
+            [target_bin("netops"), "race_sendto", "127.0.0.1", port(good), "127.0.0.2",
+             port(bad), str(attempts)],
+            timeout=120,
+        )  # fmt: skip
+        (line,) = r.lines
+        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
+        assert int(counts["ok"]) + int(counts["denied"]) == attempts, r.explain()
+        assert datagrams(bad) == 0, "a datagram reached the denied address"
+        assert datagrams(good) == int(counts["ok"])
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_performed_sendmsg_keeps_control_messages_and_errnos(
+    supervise: Supervise, target_bin
+) -> None:
+    good = udp_receiver("127.0.0.1")
+    good.setsockopt(socket.IPPROTO_IP, 12, 1)  # IP_RECVTTL (not in the socket module)
+    try:
+        ops = [
+            "udp_sendmsg_ttl", "127.0.0.1", port(good),      # IP_TTL 7 in a control message
+            "udp_sendto_len", "127.0.0.1", port(good), "70000",  # the kernel's EMSGSIZE
+            "udp_sendto_len", "127.0.0.1", port(good), "5000",
+        ]  # fmt: skip
+        policy = supervise.policy(allow_only("127.0.0.1"))
+        r = supervise(policy, [target_bin("netops"), *ops])
+        assert r.lines == ["OK:3", "EMSGSIZE", "OK:5000"], r.explain()
+        good.setblocking(True)
+        good.settimeout(5)
+        data, anc, _flags, _addr = good.recvmsg(100, socket.CMSG_SPACE(4))
+        assert data == b"ttl"
+        ttls = [int.from_bytes(d[:4], "little") for lvl, typ, d in anc if typ == socket.IP_TTL]
+        assert ttls == [7], anc
+        assert len(good.recv(70000)) == 5000
+    finally:
+        good.close()

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
 from .syscalls import EMULATED_SYSCALLS
 
-# Performed by the supervisor after an address check (supervisor/netcalls.py). connect is too,
-# except to a unix socket: that one is resumed (the server would see the supervisor's
-# credentials), so allows of connect after an address check are advisory for unix sockets.
+# Performed by the supervisor after an address check (supervisor/netcalls.py). So are connect,
+# sendto and sendmsg, except on unix sockets: those are resumed (the server would see the
+# supervisor's credentials), so their allows after an address check are advisory there.
 PERFORMED_ADDRESS_SYSCALLS = frozenset({"bind"})
 _LETS_THROUGH = (Action.ALLOW, Action.LOG)
 
@@ -87,10 +87,10 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
         if names and rule.addresses:
             out.append(
                 f"{rule.where()}: allows of {summarize(names)} after address inspection are "
-                "advisory: sendto and sendmsg are resumed, not performed, and so is connect to a "
-                "unix socket (performed by the supervisor, the server would see its "
-                "credentials); a thread racing the address buffer can change what the kernel "
-                "uses. connect (IPv4, IPv6) and bind are performed by the supervisor"
+                "advisory for unix sockets (resumed: performed by the supervisor, the server "
+                "would see its credentials), where a thread racing the address buffer can "
+                "change what the kernel uses; connect, bind, sendto and sendmsg on IPv4/IPv6 "
+                "sockets are performed by the supervisor"
             )
             continue
         if names:

@@ -145,3 +145,35 @@ def unpack_socketcall_args(raw: bytes, count: int) -> tuple[int, ...]:
     """The i386 socketcall argument array (``count`` unsigned 32-bit values), padded to six."""
     values = struct.unpack_from(f"<{count}I", raw, 0)
     return (*values, *(0,) * (6 - count))
+
+
+# The whole struct msghdr (msg_flags aside) and struct iovec, per ABI.
+_MSGHDR_ALL = {"x86_64": "<Qi4xQQQQ", "i386": "<IiIIII"}
+IOVEC: dict[str, tuple[int, str]] = {"x86_64": (16, "<QQ"), "i386": (8, "<II")}
+UIO_MAXIOV = 1024
+
+
+@dataclass(frozen=True)
+class MsgHdr:
+    """The pointers and lengths of a struct msghdr (``controllen`` and ``iovlen`` unsigned)."""
+
+    name: int
+    namelen: int
+    iov: int
+    iovlen: int
+    control: int
+    controllen: int
+
+
+def parse_msghdr_all(raw: bytes, arch: str) -> MsgHdr:
+    """Every field of a struct msghdr of ``arch`` but msg_flags (raw is MSGHDR[arch][0] bytes)."""
+    return MsgHdr(*(int(v) for v in struct.unpack_from(_MSGHDR_ALL[arch], raw, 0)))
+
+
+def parse_iovecs(raw: bytes, arch: str) -> list[tuple[int, int]]:
+    """(base, length) of each struct iovec in ``raw``."""
+    size, fmt = IOVEC[arch]
+    return [
+        (int(base), int(length))
+        for base, length in (struct.unpack_from(fmt, raw, i) for i in range(0, len(raw), size))
+    ]

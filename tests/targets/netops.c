@@ -22,6 +22,11 @@
  *   race_unix_inet UNIX_PATH DENIED_ADDR DENIED_PORT N
  *        the same on an AF_INET socket, the sockaddr flipping between an AF_UNIX address and an
  *        AF_INET one; prints OK:ok=<connects that succeeded>,denied=<that failed>
+ *   race_sendto ALLOWED_ADDR ALLOWED_PORT DENIED_ADDR DENIED_PORT N
+ *        UDP: a thread flips the destination while the main thread sends N datagrams; prints
+ *        OK:ok=<sends that succeeded>,denied=<that failed>
+ *   udp_sendmsg_ttl ADDR PORT   (sendmsg with an IP_TTL control message)
+ *   udp_sendto_len ADDR PORT LEN   (a datagram of LEN bytes)
  *   chdir DIR
  *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
  *   bench_connect4 ADDR PORT N   (N connects of fresh sockets; prints OK:<ns per connect>,failed=<N>)
@@ -302,6 +307,71 @@ int main(int argc, char **argv)
             clock_gettime(CLOCK_MONOTONIC, &t1);
             double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
             printf("OK:%.0f,failed=%d\n", ns / n, failed);
+            i += 3;
+        } else if (!strcmp(op, "race_sendto")) {
+            memset(&race_a, 0, sizeof race_a);
+            memset(&race_b, 0, sizeof race_b);
+            inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            memcpy(&race_a, &ss, sizeof(struct sockaddr_in));
+            inet_addr_of(argv[i + 3], argv[i + 4], &ss);
+            memcpy(&race_b, &ss, sizeof(struct sockaddr_in));
+            memcpy(&race_addr, &race_a, sizeof race_addr);
+            int n = atoi(argv[i + 5]);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            pthread_t t;
+            atomic_store(&race_stop, 0);
+            pthread_create(&t, NULL, flipper, NULL);
+            int ok = 0, denied = 0;
+            for (int k = 0; k < n; k++) {
+                if (sendto(fd, "race", 4, 0, (struct sockaddr *)&race_addr,
+                           sizeof(struct sockaddr_in)) == 4)
+                    ok++;
+                else
+                    denied++;
+            }
+            atomic_store(&race_stop, 1);
+            pthread_join(t, NULL);
+            close(fd);
+            printf("OK:ok=%d,denied=%d\n", ok, denied);
+            i += 5;
+        } else if (!strcmp(op, "udp_sendmsg_ttl")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            char data[] = "ttl";
+            struct iovec iov = {.iov_base = data, .iov_len = 3};
+            union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+            } u;
+            memset(&u, 0, sizeof u);
+            struct msghdr msg = {.msg_name = &ss, .msg_namelen = len, .msg_iov = &iov,
+                                 .msg_iovlen = 1, .msg_control = u.buf,
+                                 .msg_controllen = sizeof u.buf};
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_TTL;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            int ttl = 7;
+            memcpy(CMSG_DATA(c), &ttl, sizeof ttl);
+            long r = sendmsg(fd, &msg, 0);
+            if (r < 0)
+                print_errno(errno);
+            else
+                printf("OK:%ld\n", r);
+            close(fd);
+            i += 2;
+        } else if (!strcmp(op, "udp_sendto_len")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            size_t n = strtoul(argv[i + 3], NULL, 10);
+            char *buf = calloc(1, n + 1);
+            long r = sendto(fd, buf, n, 0, (struct sockaddr *)&ss, len);
+            if (r < 0)
+                print_errno(errno);
+            else
+                printf("OK:%ld\n", r);
+            free(buf);
+            close(fd);
             i += 3;
         } else if (!strcmp(op, "chdir")) {
             print_status(chdir(argv[i + 1]));
