@@ -14,6 +14,8 @@ import structlog
 import trio
 
 from supervisor import __version__, logs
+from supervisor.control import DEFAULT_CONTROL
+from supervisor.daemon_cli import add_commands as add_daemon_commands
 from supervisor.kernel.filter import FilterError, build_filter
 from supervisor.kernel.seccomp import check_notif_sizes
 from supervisor.launcher import EXIT_LAUNCHER_FAILED, Launched, LaunchError, exec_failure, launch
@@ -66,6 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not command:
         return _fail("run: no command given (usage: seccomp-supervisor run [-p POLICY] -- CMD)")
     log = structlog.get_logger(PROG)
+    if args.daemon is not None:
+        from supervisor.attach import run_via_daemon
+
+        return run_via_daemon(args.daemon, args.policy, command, log)
     try:
         check_notif_sizes()
         policy = _load(args.policy)
@@ -199,8 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="a policy file, or the name of a shipped policy (default: default)",
     )
+    run.add_argument(
+        "--daemon",
+        nargs="?",
+        const=DEFAULT_CONTROL,
+        metavar="PATH",
+        help="hand the target to the daemon at control socket PATH instead of supervising it "
+        f"here (default {DEFAULT_CONTROL}); -p is then a policy name the daemon knows",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     run.set_defaults(func=cmd_run)
+    add_daemon_commands(sub)
 
     pol = sub.add_parser("policy", help="work with policy files")
     pol_sub = pol.add_subparsers(dest="policy_cmd", required=True)

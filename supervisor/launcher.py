@@ -92,10 +92,19 @@ def _find_listener(pid: int, err_r: int, timeout: float) -> int:
 
 
 def launch(
-    argv: list[str], program: bytes, *, env: dict[str, str] | None = None, timeout: float = 10.0
+    argv: list[str],
+    program: bytes,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    wait_killable: bool = True,
 ) -> Launched:
     """Fork ``argv`` under the BPF ``program``; return once we hold its listener and have let it
-    exec. Raises LaunchError (exit code 125) when the launcher itself fails."""
+    exec. Raises LaunchError (exit code 125) when the launcher itself fails.
+
+    ``wait_killable=False`` installs the filter without WAIT_KILLABLE_RECV, so that any signal
+    interrupts a notified syscall even after a supervisor received it (restarted and notified
+    afresh): `run --daemon` relies on it to recover notifications a crashed daemon had taken."""
     if not argv:
         raise LaunchError(EXIT_LAUNCHER_FAILED, "no command given")
     environ = os.environ if env is None else env
@@ -105,7 +114,9 @@ def launch(
     c_envp = ffi.new("char *[]", [*c_envs, ffi.NULL])
     c_prog = ffi.from_buffer("struct sock_filter[]", program)
     n_insns = len(program) // 8
-    flags = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER | lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+    flags = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER
+    if wait_killable:
+        flags |= lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
