@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
 from .syscalls import EMULATED_SYSCALLS
 
+EXEC_SYSCALLS = frozenset({"execve", "execveat"})  # as policy/argv.py
+
 # Performed by the supervisor after an address check (supervisor/netcalls.py). So are connect,
 # sendto and sendmsg, except on unix sockets: those are resumed (the server would see the
 # supervisor's credentials), so their allows after an address check are advisory there.
@@ -32,7 +34,7 @@ def summarize(names: Iterable[str], limit: int = 8) -> str:
 
 def _unconditional(rule: Rule) -> bool:
     """A rule that matches every call of its syscalls (no argument, path or address test)."""
-    return not rule.args and not rule.paths and not rule.addresses
+    return not rule.args and not rule.paths and not rule.addresses and not rule.argv
 
 
 def _can_let_through_after(rules: tuple[Rule, ...], start: int, default: Action) -> bool:
@@ -51,7 +53,7 @@ def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
     table = rules_by_syscall(rules)
     out: dict[str, frozenset[str]] = {}
     for rule in rules:
-        if not rule.paths and not rule.addresses:
+        if not rule.paths and not rule.addresses and not rule.argv:
             continue
         hit = set()
         for name in rule_syscalls(rule):
@@ -98,6 +100,7 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
                 f"{rule.where()}: allows of {summarize(names)} after path inspection are "
                 "advisory: the supervisor cannot perform these syscalls itself, so a thread "
                 "racing the path buffer can change what the kernel uses"
+                + exec_note(rule, names & EXEC_SYSCALLS)
             )
     if any(r.addresses for r in rules) and not _refused(
         rules_by_syscall(rules).get("sendmmsg", ()), default
@@ -107,3 +110,17 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
             '(syscalls = ["sendmmsg"], action = "deny") where destinations matter'
         )
     return tuple(out)
+
+
+def exec_note(rule: Rule, execs: frozenset[str]) -> str:
+    """What is verified after an exec the rule lets through, and what stays advisory
+    (supervisor/execcalls.py, docs/policy.md "Exec rules"); "" without exec syscalls."""
+    if not execs:
+        return ""
+    text = (
+        f"; {'/'.join(sorted(execs))} are then VERIFIED (the executed file must be the checked "
+        "one, else SIGKILL; a raced exec may run a few ms)"
+    )
+    if rule.argv:
+        text += "; argv is ADVISORY (not re-verified; denials by argv are enforced)"
+    return text

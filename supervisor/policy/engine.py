@@ -13,6 +13,10 @@ match it, letting ones do not. For the rename family a refusing rule also matche
 *above* what its globs match: moving that directory would carry the protected files to paths the
 globs no longer name.
 
+Exec rules (argv.py): a rule with ``argv`` matches like a path rule on ``Request.argv``: a
+refusing rule also when the argv could not be read (None), a letting one only on a match.
+``once`` is a limit of 1 per tree (state.Budget).
+
 Stateful rules (state.py): a ``fail`` rule with ``probability``/``every`` that matched rolls its
 dice, and when they say no the rule does not match (the next rules are tried); a rule with
 ``limit``/``rate`` that matched spends its budget, and past it decides with its ``over`` action.
@@ -28,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .addresses import SockAddr, compile_addresses
+from .argv import EXEC_SYSCALLS, ArgvMatch, compile_argv
 from .globs import compile_ancestor_globs, compile_globs
 from .model import U64_MASK, Action, Policy, Rule, rule_syscalls, rules_by_syscall
 from .state import Budget, Dice, PhaseState
@@ -54,6 +59,9 @@ class Request:
     # connect/bind/sendto/sendmsg when Engine.needs_address(syscall): the address (NO_ADDRESS
     # when a msghdr named none); None when there is nothing to read (sendto to NULL).
     address: SockAddr | None = None
+    # execve/execveat when Engine.needs_argv(syscall): the argument vector as the target passed
+    # it (None: unreadable within the limits of policy/argv.py, so argv allows cannot match).
+    argv: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class _Compiled:
     enter: int = -1  # the phase the rule moves to when it decides
     phase: PhaseState | None = None
     amatch: Callable[[SockAddr], bool] | None = None  # ``address`` patterns
+    argv: ArgvMatch | None = None  # ``argv`` patterns of exec rules
 
 
 def _compile(rule: Rule, phase: PhaseState | None = None) -> _Compiled:
@@ -123,7 +132,7 @@ def _compile(rule: Rule, phase: PhaseState | None = None) -> _Compiled:
     errno = rule.errno if rule.action in (Action.DENY, Action.FAIL) else 0
     value = rule.value if rule.action is Action.VALUE else 0
     names = phase.names if phase is not None else ()
-    budget = Budget(rule) if rule.limit or rule.rate else None
+    budget = Budget(rule) if rule.limit or rule.rate or rule.once else None
     over_errno = rule.over_errno if rule.over is Action.DENY else 0
     return _Compiled(
         amatch=compile_addresses(rule.addresses) if rule.addresses else None,
@@ -141,6 +150,7 @@ def _compile(rule: Rule, phase: PhaseState | None = None) -> _Compiled:
         phases=frozenset(names.index(p) for p in rule.phases) if rule.phases else None,
         enter=names.index(rule.enter) if rule.enter is not None else -1,
         phase=phase,
+        argv=compile_argv(rule.argv) if rule.argv else None,
     )
 
 
@@ -160,6 +170,18 @@ class Engine:
         )
         self._needs_paths = frozenset(
             name for name, rules in self._rules.items() if any(r.match for r in rules)
+        )
+        self._needs_argv = frozenset(
+            name for name, rules in self._rules.items() if any(r.argv for r in rules)
+        )
+        # Exec syscalls whose program the loop must resolve and, after an inspected allow,
+        # verify (supervisor/execcalls.py): some rule has path, argv or once.
+        self._exec_checked = frozenset(
+            name
+            for name in EXEC_SYSCALLS & self._rules.keys()
+            if name in self._needs_paths
+            or name in self._needs_argv
+            or any(r.once for r in policy.rules if name in rule_syscalls(r))
         )
         errno = policy.default_errno if policy.default is Action.DENY else 0
         self._default = Decision(policy.default, errno, None, False)
@@ -209,6 +231,17 @@ class Engine:
         """True when a rule that applies to ``syscall`` has ``address``: the loop must then read
         the sockaddr (supervisor/netcalls.py) and fill Request.address."""
         return syscall in self._needs_address
+
+    def needs_argv(self, syscall: str) -> bool:
+        """True when a rule that applies to ``syscall`` (execve, execveat) has ``argv``: the loop
+        must read the argument vector into Request.argv."""
+        return syscall in self._needs_argv
+
+    def checks_exec(self, syscall: str) -> bool:
+        """True for execve/execveat when a rule on them has ``path``, ``argv`` or ``once``: the
+        loop resolves the program (so a missing one fails before a ``once`` is spent), reads the
+        argv if needs_argv(), and verifies an inspected allow after the exec."""
+        return syscall in self._exec_checked
 
     def needs_paths(self, syscall: str) -> bool:
         """True when a rule that applies to ``syscall`` has ``path``: the loop must then read
@@ -264,6 +297,16 @@ class Engine:
                         ):
                             continue
                     elif not (paths and all(match(p) for p in paths)):
+                        continue
+                argv_match = rule.argv
+                if argv_match is not None:
+                    # Unreadable argv (None): refusing rules match, letting ones do not.
+                    inspected = True
+                    argv = request.argv
+                    if rule.refuses:
+                        if argv is not None and not argv_match(argv):
+                            continue
+                    elif argv is None or not argv_match(argv):
                         continue
                 if rule.stateful:
                     decision = _stateful(rule, request, inspected, commit)

@@ -145,6 +145,7 @@ class Rule:
             or self.rate is not None
             or bool(self.phases)
             or self.enter is not None
+            or self.once
         )
 
     @property
@@ -161,6 +162,13 @@ class Rule:
     # ``address`` patterns (docs/policy.md): a rule with only ``address`` applies to
     # ADDRESS_SYSCALLS.
     addresses: tuple[AddressPattern, ...] = ()
+
+    # Exec rules (docs/policy.md "Exec rules"): ``argv`` globs matched element by element
+    # (policy/argv.py); ``once``: the first matching exec is let through, later ones get
+    # ``over`` (deny with ``over_errno``, or kill). Both make the rule apply to execve/execveat
+    # only.
+    argv: tuple[str, ...] = ()
+    once: bool = False
 
     def where(self) -> str:
         """``rule 'NAME' (line N)`` for messages."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from .addresses import AddressError, AddressPattern, parse_address
 from .advisory import advisory_warnings
+from .argv import EXEC_SYSCALLS, ArgvError, compile_argv
 from .constants import ERRNOS, SYMBOLS
 from .errors import PolicyError
 from .globs import GlobError, glob_to_regex
@@ -37,6 +38,8 @@ STATE_KEYS = frozenset(
     | {"over_errno", "phase", "enter"}
 )
 ARG_KEYS = frozenset({"arg", "op", "value", "mask"})
+# Exec rules (docs/policy.md "Exec rules").
+EXEC_KEYS = frozenset({"argv", "once"})
 ACTIONS: dict[str, Action] = {str(a.value): a for a in Action}
 # What a policy default and a rule's `over` can be: decided without state or a value.
 DEFAULT_ACTIONS = (Action.ALLOW, Action.DENY, Action.KILL, Action.LOG)
@@ -232,8 +235,8 @@ class _Parser:
             return make
 
         for key in raw:
-            if key not in RULE_KEYS and key not in STATE_KEYS:
-                known = sorted(RULE_KEYS | STATE_KEYS)
+            if key not in RULE_KEYS and key not in STATE_KEYS and key not in EXEC_KEYS:
+                known = sorted(RULE_KEYS | STATE_KEYS | EXEC_KEYS)
                 raise err_for(key)(f"unknown key (expected one of {', '.join(known)})")
 
         name = raw.get("name", f"rule-{n}")
@@ -249,9 +252,11 @@ class _Parser:
         elif action is Action.FAIL:
             errno = FAIL_ERRNO
         if "errno" in raw:
-            if action not in (Action.DENY, Action.FAIL):
+            once = raw.get("once") is True and action in (Action.ALLOW, Action.LOG)
+            if action not in (Action.DENY, Action.FAIL) and not once:
                 raise err_for("errno")(
-                    f'only allowed with action = "deny" or "fail" (not {action.value})'
+                    f'only allowed with action = "deny" or "fail" (not {action.value}), '
+                    "or with `once`"
                 )
             errno = self.errno(raw["errno"], err_for("errno"))
         state = self.state(raw, action, err_for)
@@ -276,11 +281,21 @@ class _Parser:
         if "syscalls" in raw:
             spec = tuple(self.string_list(raw["syscalls"], err_for("syscalls")))
             syscalls = self.syscalls(spec, bool(paths), err_for("syscalls"), err_for("path"))
-        elif not paths and not addresses:
+        elif not paths and not addresses and "argv" not in raw and "once" not in raw:
             raise err_for("syscalls")("a rule needs `syscalls`, `path` or both")
 
         if addresses and syscalls is not None:
             syscalls = self.address_syscalls(spec, syscalls, err_for("address"))
+
+        if "argv" in raw or "once" in raw:
+            exec_fields = self.exec_keys(raw, action, errno, bool(addresses), err_for)
+            if exec_fields.get("once"):
+                errno = 0  # the errno of the later denials, in over_errno
+            state.update(exec_fields)
+            if syscalls is None:
+                spec, syscalls = ("execve", "execveat"), EXEC_SYSCALLS
+            else:
+                syscalls = self.exec_syscalls(spec, syscalls, err_for("syscalls"))
 
         args: tuple[ArgCondition, ...] = ()
         if "args" in raw:
@@ -339,7 +354,7 @@ class _Parser:
 
         budget = [k for k in ("limit", "rate") if k in raw]
         for key in ("burst", "per", "over", "over_errno"):
-            if key in raw and not budget:
+            if key in raw and not budget and not (key == "over" and raw.get("once") is True):
                 raise err_for(key)("only allowed with `limit` or `rate`")
         if budget and dice:
             raise err_for(budget[0])(f"cannot be combined with `{dice[0]}`")
@@ -387,6 +402,58 @@ class _Parser:
                 raise err_for("enter")(f"{enter!r} is the first phase: phases only move forward")
             out["enter"] = enter
         return out
+
+    def exec_keys(
+        self,
+        raw: dict[str, Any],
+        action: Action,
+        errno: int,
+        has_address: bool,
+        err_for: Callable[[str], _Err],
+    ) -> dict[str, Any]:
+        """The Rule fields of ``argv`` and ``once`` (exec rules)."""
+        out: dict[str, Any] = {}
+        key = "argv" if "argv" in raw else "once"
+        if has_address:
+            raise err_for(key)("an exec rule (`argv`, `once`) cannot have `address`")
+        if "argv" in raw:
+            argv = self.string_list(raw["argv"], err_for("argv"))
+            try:
+                compile_argv(argv)
+            except ArgvError as e:
+                raise err_for("argv")(str(e)) from None
+            out["argv"] = tuple(argv)
+        if "once" in raw:
+            once = raw["once"]
+            if type(once) is not bool:
+                raise err_for("once")(f"{once!r} must be true or false")
+            if once:
+                if action not in (Action.ALLOW, Action.LOG):
+                    raise err_for("once")(
+                        f'only allowed with action = "allow" or "log" (not {action.value})'
+                    )
+                for other in ("limit", "rate", "probability", "every"):
+                    if other in raw:
+                        raise err_for(other)("cannot be combined with `once`")
+                out["once"] = True
+                if "errno" in raw:
+                    out["over_errno"] = errno
+        return out
+
+    @staticmethod
+    def exec_syscalls(spec: Sequence[str], names: frozenset[str], err: _Err) -> frozenset[str]:
+        """With ``argv`` or ``once``: syscalls named directly must be execve or execveat; a
+        group's other members are dropped."""
+        direct = [s for s in spec if not s.startswith("@") and s not in EXEC_SYSCALLS]
+        if direct:
+            raise err(
+                f"an exec rule (`argv`, `once`) applies to execve and execveat only, "
+                f"not {', '.join(direct)}"
+            )
+        kept = names & EXEC_SYSCALLS
+        if not kept:
+            raise err(f"an exec rule (`argv`, `once`) but no syscall of {', '.join(spec)} execs")
+        return kept
 
     def rate(self, value: object, burst: object, err: _Err, burst_err: _Err) -> Rate:
         m = _RATE.match(value) if isinstance(value, str) else None

@@ -27,9 +27,10 @@ the filter default, plus the conditioned ones. Syscalls the policy never names g
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from .advisory import advisory_syscalls, summarize
+from .advisory import EXEC_SYSCALLS, advisory_syscalls, summarize
 from .constants import errno_name
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .sockaddr import ADDRESS_SYSCALLS
@@ -170,6 +171,8 @@ def _describe_match(rule: Rule) -> str:
     if rule.paths:
         quantifier = "any path in" if rule.action.refuses else "every path in"
         parts.append(f"{quantifier} {' '.join(rule.paths)}")
+    if rule.argv:
+        parts.append("argv " + " ".join(json.dumps(a) for a in rule.argv))
     return " ".join(parts)
 
 
@@ -190,6 +193,8 @@ def _describe_rule_action(rule: Rule) -> str:
         text = f"return {rule.value} without running the syscall"
     else:
         text = _describe_action(rule.action, rule.errno)
+    if rule.once:
+        text += f" once per tree, then {_describe_action(rule.over, rule.over_errno)}"
     if rule.enter is not None:
         text += f"; then phase {rule.enter}"
     if rule.phases:
@@ -227,7 +232,15 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
             f"{_describe_rule_action(rule)} [{where}]"
         )
         if rule.name in advisory:
-            text += f" ADVISORY for: {summarize(advisory[rule.name])}"
+            names = advisory[rule.name]
+            execs = names & EXEC_SYSCALLS
+            if names - execs:
+                text += f" ADVISORY for: {summarize(names - execs)}"
+            if execs:
+                # Resumed, then the executed file is checked (supervisor/execcalls.py).
+                text += f" VERIFIED AFTER EXEC (kill on mismatch): {summarize(execs)}"
+                if rule.argv:
+                    text += "; argv ADVISORY"
         lines.append(text)
     if policy.phases:
         lines.append(

@@ -62,7 +62,7 @@ class Budget:
     __slots__ = ("_buckets", "_by", "_limit", "_rate", "_used")
 
     def __init__(self, rule: Rule) -> None:
-        self._limit = rule.limit
+        self._limit = rule.limit or (1 if rule.once else 0)  # once: a limit of 1 per tree
         self._rate = rule.rate
         self._by = rule.per
         self._used: dict[int, int] = {}
