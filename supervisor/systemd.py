@@ -384,6 +384,8 @@ class DaemonIntegration:
     watchdog_usec: int | None
     # listener fd -> its fd-store key, for targets recovered from the store (already stored).
     recovered_keys: dict[int, str] = field(default_factory=dict)
+    # listener fd -> the start time of the target's process when it was stored, if known.
+    recovered_start: dict[int, int | None] = field(default_factory=dict)
     # daemon target id -> fd-store key
     keys: dict[int, str] = field(default_factory=dict)
 
@@ -416,17 +418,47 @@ class DaemonIntegration:
 
     def _attached(self, target: Any) -> None:
         fd = target.listener.fileno()
+        pid = target.metadata["pid"]
         key = self.recovered_keys.pop(fd, None) if target.recovered else None
         if key is None:
-            meta = {**target.metadata, "id": target.id}
+            meta = {**target.metadata, "id": target.id, "start_time": process_start_time(pid)}
             key = new_store_key(meta)
             self.notifier.store_target(key, fd, meta)
+        else:
+            # The dead daemon may have received a notification it never answered: the kernel
+            # will not hand it out again, so kick the tree (supervisor.recover) as `run` does
+            # when it re-attaches; `run` does not when the daemon already has the target.
+            start = self.recovered_start.pop(fd, None)
+            trio.lowlevel.spawn_system_task(_kick_recovered, pid, start)
         self.keys[target.id] = key
 
     def _detached(self, target: Any) -> None:
         key = self.keys.pop(target.id, None)
         if key is not None:
             self.notifier.remove_target(key)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, names one process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+async def _kick_recovered(pid: int, start_time: int | None) -> None:
+    from supervisor.recover import kick
+
+    if start_time is None or process_start_time(pid) != start_time:
+        log.warning("systemd.kick_skipped", pid=pid, reason="not the stored process")
+        return
+    try:
+        kicked = await trio.to_thread.run_sync(kick, pid)
+    except Exception as e:  # a system task must not raise
+        log.error("systemd.kick_failed", pid=pid, error=str(e))
+        return
+    log.info("target.kicked", pid=pid, pids=kicked)
 
 
 def status_text(targets: int) -> str:
@@ -445,6 +477,10 @@ def daemon_integration(environ: MutableMapping[str, str] | None = None) -> Daemo
         recovered=[(t.listener_fd, t.metadata) for t in got.targets],
         watchdog_usec=usec,
         recovered_keys={t.listener_fd: t.key for t in got.targets},
+        recovered_start={
+            t.listener_fd: v if isinstance(v := t.metadata.get("start_time"), int) else None
+            for t in got.targets
+        },
     )
     if got.control is not None or got.targets:
         log.info(

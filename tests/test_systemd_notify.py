@@ -3,7 +3,6 @@ datagrams, the fds they carry, the watchdog task, socket activation and fd-store
 
 from __future__ import annotations
 
-import array
 import fcntl
 import json
 import os
@@ -20,40 +19,7 @@ import trio
 from supervisor import systemd
 from supervisor.systemd import Notifier
 
-
-class NotifySocket:
-    """A bound SOCK_DGRAM socket playing systemd's part: messages and their fds."""
-
-    def __init__(self, address: str | bytes) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address)
-        self.env_value = address if isinstance(address, str) else "@" + address[1:].decode()
-
-    def recv(self, timeout: float = 5.0) -> tuple[dict[str, str], list[int]]:
-        self.sock.settimeout(timeout)
-        fds = array.array("i")
-        data, anc, flags, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(16 * fds.itemsize))
-        assert not flags & socket.MSG_CTRUNC
-        for level, kind, payload in anc:
-            assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-        text = data.decode()
-        assert text.endswith("\n")
-        fields = dict(line.split("=", 1) for line in text.splitlines())
-        return fields, list(fds)
-
-    def pending(self) -> int:
-        n = 0
-        self.sock.setblocking(False)
-        try:
-            while True:
-                _, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(64))
-                n += 1
-        except BlockingIOError:
-            return n
-
-    def close(self) -> None:
-        self.sock.close()
+from .systemd_helpers import NotifySocket
 
 
 @pytest.fixture
