@@ -150,6 +150,14 @@ struct sv_stat {
 int sv_stat(int dirfd, const char *path, int flags, struct sv_stat *out);
 int sv_fd_stat(int fd, struct sv_stat *out);
 int sv_unshare_fs(void);
+/* ---- the resolver's common case in one call (supervisor/resolve.py, PathResolver.resolve) ---- */
+#define SV_START_NONE ...
+#define SV_START_CWD ...
+#define SV_START_DIRFD ...
+#define SV_RESOLVE_SLOW ...
+int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64_t oflags,
+                    uint64_t resolve, const struct sv_stat *own_root, int self_fds, char *out,
+                    size_t outlen, struct sv_stat *st_out);
 """
 
 SOURCE = r"""
@@ -482,6 +490,69 @@ int sv_fd_stat(int fd, struct sv_stat *out) {
 /* Gives the calling thread its own umask/cwd/root (unshare(CLONE_FS) acts on the caller only), so
    an emulated creation can take the target's umask without touching other threads. */
 int sv_unshare_fs(void) { return unshare(CLONE_FS); }
+
+/* ---- the resolver's fast path in one call ----
+   PathResolver.resolve's common case: the target's root is ours, one openat2(O_PATH,
+   RESOLVE_NO_MAGICLINKS) from the start fd finds an object that is not on procfs, and the
+   kernel's name for it (readlink of our fd) is an ordinary absolute path. Returns our O_PATH fd
+   on the object, its canonical path in `out` (NUL-terminated) and its statx+fstatfs in `st_out`
+   (readlink of our fd in our /proc/self/fd, `self_fds` when >= 0).
+   Anything else (errors included, ENOENT of a final component too) returns SV_RESOLVE_SLOW with
+   nothing left open, and the caller runs the Python resolver from the start, which decides what
+   the target gets. The same syscalls as the Python fast path, in the same order. */
+#include <stdio.h>
+#define SV_START_NONE 0   /* absolute path, not scoped: no start fd */
+#define SV_START_CWD 1    /* from /proc/TID/cwd */
+#define SV_START_DIRFD 2  /* from /proc/TID/fd/DIRFD */
+#define SV_RESOLVE_SLOW (-1)
+
+int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64_t oflags,
+                    uint64_t resolve, const struct sv_stat *own_root, int self_fds, char *out,
+                    size_t outlen, struct sv_stat *st_out) {
+    char where[64];
+    struct sv_stat rst;
+    int start = -1, fd = -1;
+    if (tid <= 0 || outlen < 2 || path[0] == 0) return SV_RESOLVE_SLOW;
+    snprintf(where, sizeof(where), "/proc/%d/root", tid);
+    if (sv_stat(AT_FDCWD, where, 0, &rst) < 0) return SV_RESOLVE_SLOW;
+    if (rst.mnt_id != own_root->mnt_id || rst.dev != own_root->dev || rst.ino != own_root->ino)
+        return SV_RESOLVE_SLOW;
+    if (start_kind == SV_START_CWD) {
+        snprintf(where, sizeof(where), "/proc/%d/cwd", tid);
+    } else if (start_kind == SV_START_DIRFD) {
+        if (dirfd < 0) return SV_RESOLVE_SLOW;
+        snprintf(where, sizeof(where), "/proc/%d/fd/%d", tid, dirfd);
+    } else if (start_kind != SV_START_NONE) {
+        return SV_RESOLVE_SLOW;
+    }
+    if (start_kind != SV_START_NONE) {
+        start = open(where, O_PATH | O_CLOEXEC);
+        if (start < 0) return SV_RESOLVE_SLOW;
+    }
+    fd = sv_openat2(start, path, oflags, 0, resolve);
+    if (start >= 0) close(start);
+    if (fd < 0) return SV_RESOLVE_SLOW;
+    if (sv_fd_stat(fd, st_out) < 0 || st_out->fstype == SV_PROC_SUPER_MAGIC) goto slow;
+    /* self_fds: the caller's fd on /proc/self/fd, opened once (a walk through the /proc/self
+       symlink on every call costs about as much as the rest of the readlink); -1: the path. */
+    ssize_t n;
+    if (self_fds >= 0) {
+        snprintf(where, sizeof(where), "%d", fd);
+        n = readlinkat(self_fds, where, out, outlen - 1);
+    } else {
+        snprintf(where, sizeof(where), "/proc/self/fd/%d", fd);
+        n = readlink(where, out, outlen - 1);
+    }
+    if (n <= 0 || (size_t)n >= outlen - 1 || out[0] != '/') goto slow;
+    out[n] = 0;
+    static const char deleted[] = " (deleted)";
+    size_t dl = sizeof(deleted) - 1;
+    if ((size_t)n >= dl && memcmp(out + n - dl, deleted, dl) == 0) goto slow;
+    return fd;
+slow:
+    close(fd);
+    return SV_RESOLVE_SLOW;
+}
 """
 
 ffibuilder = FFI()

@@ -57,7 +57,8 @@ class DecisionLog:
         self._log = log
         self._clock = clock
         self._window_start = clock()
-        self._folded: dict[tuple[Any, ...], tuple[str, str, dict[str, Any], int]] = {}
+        # key -> [event, level, fields, repeats]; repeats is counted in place.
+        self._folded: dict[tuple[Any, ...], list[Any]] = {}
 
     def emit(
         self,
@@ -72,14 +73,15 @@ class DecisionLog:
         if now - self._window_start >= FOLD_WINDOW:
             self.flush()
             self._window_start = now
-        entry = self._folded.get(key)
+        folded = self._folded
+        entry = folded.get(key)
         if entry is not None:
-            self._folded[key] = (*entry[:3], entry[3] + 1)
+            entry[3] += 1
             return
         data = fields()
         getattr(self._log, level)(event, **data)
-        if len(self._folded) < MAX_FOLDED_KEYS:
-            self._folded[key] = (event, level, data, 0)
+        if len(folded) < MAX_FOLDED_KEYS:
+            folded[key] = [event, level, data, 0]
 
     def flush(self) -> None:
         """Write the repeat counts of the window that is ending."""

@@ -87,7 +87,7 @@ class Counters:
     by_syscall: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PathCall:
     """The path arguments of one notification, resolved in the target's view."""
 
@@ -115,6 +115,8 @@ class Supervisor:
         self.decisions = DecisionLog(self.log)
         self.counters = Counters()
         self._names = syscall_names()
+        # path_args() of each (syscall, arch) seen: a pure function of static tables.
+        self._path_specs: dict[tuple[str, str], tuple[PathArg, ...]] = {}
         self._memory = MemoryReader(listener.fileno())
         self._resolver = PathResolver()
         self._threads = trio.CapacityLimiter(max_blocking_opens)
@@ -176,32 +178,35 @@ class Supervisor:
 
     # -- one notification -------------------------------------------------------------------
     def handle(self, n: Notification) -> None:
-        self.counters.notifications += 1
+        counters = self.counters
+        counters.notifications += 1
         name = self._names.get((n.arch, n.nr))
         if name is None:
             # Cannot happen with our filters (only known syscalls are notified); fail closed.
             self._reply_error(n, f"nr{n.nr}", errno.ENOSYS, reason="unknown syscall")
             return
-        self.counters.by_syscall[name] += 1
+        counters.by_syscall[name] += 1
         call: PathCall | None = None
         try:
             if name in NET_SYSCALLS and self._net.wants(name):
                 self._net.handle(n, name)  # address rules: supervisor/netcalls.py
                 return
-            if self.engine.needs_paths(name):
-                call = self._read_paths(n, name, arch_name(n.arch))
+            arch = arch_name(n.arch)
+            engine = self.engine
+            if engine.needs_paths(name):
+                call = self._read_paths(n, name, arch)
                 if call is None:
                     return
             request = Request(
                 pid=n.pid,
                 syscall=name,
-                arch=arch_name(n.arch),
+                arch=arch,
                 args=n.args,
                 paths=call.paths if call else (),
             )
-            if self.engine.has_budgets:
+            if engine.has_budgets:
                 request = self._budget_facts(n, request)
-            decision = self.engine.decide(request)
+            decision = engine.decide(request)
             self._act(n, request, decision)
         except TargetGone:
             pass
@@ -220,7 +225,9 @@ class Supervisor:
     def _read_paths(self, n: Notification, name: str, arch: str) -> PathCall | None:
         """Read and resolve every path argument. On failure, answer with the errno the kernel
         would give (an unreadable pointer is EFAULT) and return None."""
-        specs = path_args(name, arch)
+        specs = self._path_specs.get((name, arch))
+        if specs is None:
+            specs = self._path_specs[(name, arch)] = path_args(name, arch)
         resolved: list[Resolved] = []
         try:
             for spec in specs:
@@ -238,14 +245,15 @@ class Supervisor:
             err = self._errno_as_target(n, name, specs) or e.errno or errno.EACCES
             self.listener.send_error(n.id, err)
             return None
-        paths = tuple(r.path if r.exists else _join(r.path, r.name or "") for r in resolved)
+        paths = tuple([r.path if r.exists else _join(r.path, r.name or "") for r in resolved])
         return PathCall(tuple(resolved), paths)
 
     def _resolve_arg(
         self, n: Notification, name: str, spec: PathArg, creds: Any | None = None
     ) -> Resolved:
         args = n.args
-        flags = args[spec.flags_arg] if spec.flags_arg is not None else 0
+        flags_arg = spec.flags_arg
+        flags = args[flags_arg] if flags_arg is not None else 0
         resolve_flags = 0
         follow = _follows(spec, flags)
         if name == "openat2":

@@ -17,7 +17,10 @@ resolution that differs from the kernel's is a sandbox escape. What this module 
 * Cost of the fast path (roots equal, no creds switch): statx(/proc/TID/root), openat2,
   statx + fstatfs, readlink = 5 syscalls for an absolute path; +2 (open /proc/TID/cwd or
   /proc/TID/fd/N, close) for a relative one; a missing final component adds openat2 of the parent
-  and a statx of the name.
+  and a statx of the name. When no credential switch is needed, the case of an existing object
+  off procfs runs as one C call (``sv_resolve_fast``, same syscalls); anything else it meets
+  (errors, ENOENT, procfs, another root, an odd readlink) sends it back to the Python code below,
+  which starts over and decides.
 * The careful walk opens one component at a time (O_PATH|O_NOFOLLOW), counts symlinks (40, as
   the kernel), clamps ``..`` at the root by comparing (mount id, dev, inode), replaces procfs's
   ``self``/``thread-self`` with the target's ids and treats magic links itself: see
@@ -46,13 +49,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
+import threading
 from collections import deque
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from supervisor._native import ffi, lib
-from supervisor.kernel.creds import Creds, as_creds, as_supervisor
+from supervisor.kernel.creds import Creds, as_creds, as_supervisor, switch_is_noop
 
 RESOLVE_NO_XDEV: int = lib.RESOLVE_NO_XDEV
 RESOLVE_NO_MAGICLINKS: int = lib.RESOLVE_NO_MAGICLINKS
@@ -77,6 +82,12 @@ PROC_SUPER_MAGIC: int = lib.SV_PROC_SUPER_MAGIC
 PROC_ROOT_INO = 1
 _O_BASE = os.O_PATH | os.O_CLOEXEC
 _AT_SYMLINK_NOFOLLOW = 0x100
+_START_NONE: int = lib.SV_START_NONE
+_START_CWD: int = lib.SV_START_CWD
+_START_DIRFD: int = lib.SV_START_DIRFD
+_INT_MAX = 0x7FFFFFFF
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 Ids = tuple[int, int, int]  # (mount id, device, inode): one directory in one mount
 
@@ -303,6 +314,20 @@ def _own_root() -> Ids:
     return _OWN_ROOT
 
 
+_OWN_ROOT_ST: Any = None
+
+
+def _own_root_st() -> Any:
+    """Our root's ids as a ``struct sv_stat`` for ``sv_resolve_fast`` (built once)."""
+    global _OWN_ROOT_ST
+    if _OWN_ROOT_ST is None:
+        mnt_id, dev, ino = _own_root()
+        s = ffi.new("struct sv_stat *")
+        s.mnt_id, s.dev, s.ino = mnt_id, dev, ino
+        _OWN_ROOT_ST = s
+    return _OWN_ROOT_ST
+
+
 def _proc_root_fd() -> int:
     global _PROC_FD
     if _PROC_FD is None:
@@ -318,6 +343,72 @@ def _fd_stat_path_proc() -> int | None:
             return None
         _PROC_DEV = st.ids[1]
     return _PROC_DEV
+
+
+def _open_self_fds() -> None:
+    """Our fd on /proc/self/fd (that is /proc/<our pid>/fd), for the readlinks of
+    ``sv_resolve_fast``. Opened when the module is imported, so that it is not mistaken for a
+    leak, and again in a forked child (whose /proc/self is another directory)."""
+    old = _SELF_FDS[0]
+    _SELF_FDS[0] = -1
+    if old >= 0:
+        os.close(old)
+    # Without procfs, sv_resolve_fast reads /proc/self/fd/N by path (and falls back).
+    with suppress(OSError):
+        _SELF_FDS[0] = os.open("/proc/self/fd", _O_BASE | os.O_DIRECTORY)
+
+
+_SELF_FDS = [-1]
+_open_self_fds()
+os.register_at_fork(after_in_child=_open_self_fds)
+
+
+class _Scratch(threading.local):
+    """Per-thread output buffers of ``sv_resolve_fast`` (the resolver may run on worker threads)."""
+
+    def __init__(self) -> None:
+        self.out = ffi.new("char[]", PATH_MAX + 1)
+        self.st = ffi.new("struct sv_stat *")
+
+
+_scratch = _Scratch()
+
+
+def _native_fast(
+    tid: int, dirfd: int | None, path: bytes, follow: bool, flags: int
+) -> Resolved | None:
+    """``PathResolver._resolve``'s fast case (roots equal, no credential switch, one openat2
+    finds an existing object off procfs with an ordinary path) in one C call. None: anything
+    else; the caller then runs the Python resolver from the start, which decides."""
+    if not 0 < tid <= _INT_MAX or b"\0" in path:
+        return None
+    if path.startswith(b"/") and not flags & _SCOPED:
+        kind, fd_arg = _START_NONE, -1
+    elif dirfd is None:
+        kind, fd_arg = _START_CWD, -1
+    elif 0 <= dirfd <= _INT_MAX:
+        kind, fd_arg = _START_DIRFD, dirfd
+    else:
+        return None
+    scratch = _scratch
+    out, st = scratch.out, scratch.st
+    fd = lib.sv_resolve_fast(
+        tid,
+        kind,
+        fd_arg,
+        path,
+        _O_BASE if follow else _O_BASE | os.O_NOFOLLOW,
+        flags | RESOLVE_NO_MAGICLINKS,
+        _own_root_st(),
+        _SELF_FDS[0],
+        out,
+        PATH_MAX + 1,
+        st,
+    )
+    if fd < 0:
+        return None
+    # What os.fsdecode does (and os.readlink(str) in the Python path), without its type checks.
+    return Resolved(ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS), fd, True, None, st.mode)
 
 
 class _SlowPath(Exception):
@@ -347,6 +438,10 @@ class PathResolver:
             raise _err(errno.ENAMETOOLONG)
         if not path and not empty_path_ok:
             raise _err(errno.ENOENT)
+        if path and b"self" not in path and (creds is None or switch_is_noop(creds)):
+            done = _native_fast(tid, dirfd, path, follow, flags)
+            if done is not None:
+                return done
         t = _Target(tid, _own_root())
         try:
             return self._resolve(t, dirfd, path, follow, flags, creds)

@@ -144,6 +144,12 @@ def _own_creds() -> Creds:
     return _state.own
 
 
+def switch_is_noop(creds: Creds) -> bool:
+    """True when ``as_creds(creds)`` would change nothing on the calling thread (the same test
+    it makes), so a caller may skip the context manager."""
+    return _state.depth == 0 and creds == _own_creds()
+
+
 @contextmanager
 def as_creds(creds: Creds) -> Iterator[None]:
     """Run the body with ``creds`` on the calling thread only; restore the thread's own after.

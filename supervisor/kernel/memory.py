@@ -47,7 +47,8 @@ class MemoryReader:
         ret = lib.sv_read_string_checked(self._listener, notif_id, tid, addr, self._buf, maxlen)
         if ret < 0:
             self._fail(ret)
-        return bytes(ffi.buffer(self._buf, ret))
+        data: bytes = ffi.unpack(self._buf, ret)
+        return data
 
     def read_bytes(self, notif_id: int, tid: int, addr: int, length: int) -> bytes:
         """Exactly ``length`` bytes (a struct). EFAULT if any of them is unmapped."""

@@ -30,6 +30,7 @@ import contextlib
 import errno
 import os
 import select
+import struct
 from dataclasses import dataclass
 from enum import Enum
 
@@ -41,6 +42,15 @@ from supervisor.kernel._errors import check
 FLAG_CONTINUE = lib.SECCOMP_USER_NOTIF_FLAG_CONTINUE
 ADDFD_FLAG_SEND = lib.SECCOMP_ADDFD_FLAG_SEND
 O_CLOEXEC = os.O_CLOEXEC
+# struct seccomp_notif as one unpack (id, pid, flags, nr, arch, ip, args[6]) instead of a dozen
+# cffi field reads per notification; checked against cffi's layout when the module loads.
+_NOTIF = struct.Struct("=QIIiIQ6Q")
+if (
+    _NOTIF.size != ffi.sizeof("struct seccomp_notif")
+    or ffi.offsetof("struct seccomp_notif", "data") + ffi.offsetof("struct seccomp_data", "args")
+    != _NOTIF.size - 48
+):
+    raise ImportError("struct seccomp_notif layout differs from the unpack format")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,7 @@ class ListenerFd:
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
         self._notif = ffi.new("struct seccomp_notif *")
+        self._notif_bytes = ffi.buffer(self._notif)
         self._poll = select.poll()
         self._poll.register(fd, select.POLLIN)
         self.sync_wakeup = False
@@ -129,15 +140,8 @@ class ListenerFd:
             if ffi.errno in (errno.ENOENT, errno.EINTR):
                 return None
             check(-1)
-        a = n.data.args
-        return Notification(
-            n.id,
-            n.pid,
-            n.data.nr,
-            n.data.arch,
-            n.data.instruction_pointer,
-            (a[0], a[1], a[2], a[3], a[4], a[5]),
-        )
+        v = _NOTIF.unpack_from(self._notif_bytes)
+        return Notification(v[0], v[1], v[3], v[4], v[5], v[6:12])
 
     # -- validating ---------------------------------------------------------------------------
     def id_valid(self, notif_id: int) -> bool:
