@@ -490,3 +490,31 @@ def test_performed_sendmsg_keeps_control_messages_and_errnos(
         assert len(good.recv(70000)) == 5000
     finally:
         good.close()
+
+
+def test_i386_sends_are_decided_and_performed(supervise: Supervise, target_bin) -> None:
+    """The i386 layouts: a 28-byte msghdr with 8-byte iovecs (sendmsg = 370), and socketcall's
+    six 32-bit arguments for sendto."""
+    good, bad = udp_receiver("127.0.0.1"), udp_receiver("127.0.0.2")
+    try:
+        policy = supervise.policy(allow_only("127.0.0.1"))
+        r = supervise(
+            policy,
+            [target_bin("netops"), "i386_sendmsg", "127.0.0.1", port(good),
+             "i386_socketcall_sendto", "127.0.0.1", port(good),
+             "i386_sendmsg", "127.0.0.2", port(bad),
+             "i386_socketcall_sendto", "127.0.0.2", port(bad)],
+        )  # fmt: skip
+        assert r.lines == ["OK:4", "OK:4", "ECONNREFUSED", "ECONNREFUSED"], r.explain()
+        good.setblocking(True)
+        good.settimeout(5)
+        assert good.recv(16) == b"i386" and good.recv(16) == b"i386"
+        assert datagrams(bad) == 0
+        denied = r.named("syscall.denied")
+        assert {(e["syscall"], e.get("arch")) for e in denied} == {
+            ("sendmsg", "i386"),
+            ("sendto", "i386"),
+        }, r.explain()
+    finally:
+        good.close()
+        bad.close()

@@ -16,6 +16,8 @@
  *   i386_connect ADDR PORT        (int $0x80, connect = 362)
  *   i386_socketcall ADDR PORT     (int $0x80, socketcall = 102, SYS_CONNECT = 3)
  *   i386_socketcall_bind ADDR PORT (socketcall SYS_BIND = 2)
+ *   i386_sendmsg ADDR PORT        (UDP, int $0x80 sendmsg = 370, a 28-byte i386 msghdr)
+ *   i386_socketcall_sendto ADDR PORT (UDP, socketcall SYS_SENDTO = 11, six 32-bit arguments)
  *   race ALLOWED_ADDR ALLOWED_PORT DENIED_ADDR DENIED_PORT N
  *        a thread flips one sockaddr between the two addresses while the main thread connects N
  *        times; prints OK:ok=<connects that succeeded>,denied=<that failed>
@@ -30,6 +32,7 @@
  *   chdir DIR
  *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
  *   bench_connect4 ADDR PORT N   (N connects of fresh sockets; prints OK:<ns per connect>,failed=<N>)
+ *   bench_sendto4 ADDR PORT N    (N UDP sendto of 64 bytes on one socket; OK:<ns per send>,failed=<N>)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -253,6 +256,45 @@ int main(int argc, char **argv)
             close(fd);
             munmap(low, 4096);
             i += 2;
+        } else if (!strcmp(op, "i386_sendmsg") || !strcmp(op, "i386_socketcall_sendto")) {
+            char *low = low_page();
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], (struct sockaddr_storage *)low);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            char *data = low + 512;
+            memcpy(data, "i386", 4);
+            unsigned int *words = (unsigned int *)(low + 256);
+            if (!strcmp(op, "i386_sendmsg")) {
+                unsigned int *iov = (unsigned int *)(low + 384);
+                iov[0] = (unsigned int)(uintptr_t)data; /* struct iovec (i386) */
+                iov[1] = 4;
+                words[0] = (unsigned int)(uintptr_t)low; /* msg_name */
+                words[1] = len;                          /* msg_namelen */
+                words[2] = (unsigned int)(uintptr_t)iov; /* msg_iov */
+                words[3] = 1;                            /* msg_iovlen */
+                words[4] = 0;                            /* msg_control */
+                words[5] = 0;                            /* msg_controllen */
+                words[6] = 0;                            /* msg_flags */
+                long r = int80(370, fd, (long)(uintptr_t)words, 0);
+                if (r < 0 && r > -4096)
+                    print_errno((int)-r);
+                else
+                    printf("OK:%ld\n", r);
+            } else {
+                words[0] = fd;
+                words[1] = (unsigned int)(uintptr_t)data;
+                words[2] = 4;
+                words[3] = 0;
+                words[4] = (unsigned int)(uintptr_t)low;
+                words[5] = len;
+                long r = int80(102, 11, (long)(uintptr_t)words, 0);
+                if (r < 0 && r > -4096)
+                    print_errno((int)-r);
+                else
+                    printf("OK:%ld\n", r);
+            }
+            close(fd);
+            munmap(low, 4096);
+            i += 2;
         } else if (!strcmp(op, "race") || !strcmp(op, "race_unix_inet")) {
             int mixed = !strcmp(op, "race_unix_inet");
             socklen_t addrlen = sizeof(struct sockaddr_in);
@@ -372,6 +414,21 @@ int main(int argc, char **argv)
                 printf("OK:%ld\n", r);
             free(buf);
             close(fd);
+            i += 3;
+        } else if (!strcmp(op, "bench_sendto4")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            int n = atoi(argv[i + 3]), failed = 0;
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            char buf[64] = {0};
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int k = 0; k < n; k++)
+                if (sendto(fd, buf, sizeof buf, 0, (struct sockaddr *)&ss, len) != sizeof buf)
+                    failed++;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            close(fd);
+            double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
+            printf("OK:%.0f,failed=%d\n", ns / n, failed);
             i += 3;
         } else if (!strcmp(op, "chdir")) {
             print_status(chdir(argv[i + 1]));
