@@ -38,6 +38,7 @@ import structlog
 import trio
 
 from supervisor.emulate import PreparedOpen, Refused, prepare_open
+from supervisor.execcalls import ExecCalls
 from supervisor.kernel.creds import read_creds
 from supervisor.kernel.filter import arch_name, syscall_names
 from supervisor.kernel.memory import MemoryReader, TargetGone, TargetMemoryError
@@ -56,6 +57,7 @@ from supervisor.policy import (
     Request,
     path_args,
 )
+from supervisor.policy.argv import EXEC_SYSCALLS
 from supervisor.resolve import PathResolver, Resolved
 
 AT_FDCWD = -100
@@ -122,6 +124,7 @@ class Supervisor:
         self._threads = trio.CapacityLimiter(max_blocking_opens)
         self._nursery: trio.Nursery | None = None
         self._net = NetCalls(self)
+        self._exec = ExecCalls(self)
 
     def counters_summary(self) -> dict[str, Any]:
         c = self.counters
@@ -188,6 +191,15 @@ class Supervisor:
         counters.by_syscall[name] += 1
         call: PathCall | None = None
         try:
+            # An allowed exec of this process still to be verified: before anything else
+            # (supervisor/execcalls.py). False: killed, the answer is never seen.
+            pending = self._exec.pending
+            if pending and n.pid in pending and not self._exec.before_notification(n):
+                self.listener.send_error(n.id, errno.EPERM)
+                return
+            if name in EXEC_SYSCALLS and self._exec.wants(name):
+                self._exec.handle(n, name)  # exec rules: supervisor/execcalls.py
+                return
             if name in NET_SYSCALLS and self._net.wants(name):
                 self._net.handle(n, name)  # address rules: supervisor/netcalls.py
                 return
@@ -520,6 +532,8 @@ class Supervisor:
                 data["path"] = request.paths[0] if len(request.paths) == 1 else list(request.paths)
             else:
                 data["args"] = [hex(a) for a in request.args]
+            if request.argv is not None:
+                data["argv"] = _loggable_argv(request.argv)
             if request.address is not None:
                 data["address"] = request.address.describe()
             data["rule"] = decision.rule or "(default)"
@@ -536,6 +550,14 @@ class Supervisor:
             return data
 
         self.decisions.emit(event, key, fields, level=level)
+
+
+def _loggable_argv(argv: tuple[str, ...]) -> list[str]:
+    """The argv for a log event: at most 64 elements of at most 256 characters."""
+    out = [a if len(a) <= 256 else a[:256] + "..." for a in argv[:64]]
+    if len(argv) > 64:
+        out.append(f"... ({len(argv) - 64} more)")
+    return out
 
 
 def _follows(spec: PathArg, flags: int) -> bool:

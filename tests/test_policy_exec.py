@@ -232,3 +232,28 @@ def test_explain_says_what_is_enforced_and_advisory() -> None:
     (tools_warning,) = [w for w in p.warnings if "'tools'" in w]
     assert "execve are then VERIFIED" in tools_warning and "argv" not in tools_warning
     assert plan_filter(p).notified >= {"execve", "execveat"}
+
+
+def test_build_sandbox_policy() -> None:
+    from pathlib import Path
+
+    from supervisor.policy import load_policy
+
+    p = load_policy(Path(__file__).resolve().parent.parent / "policies" / "build-sandbox.toml")
+    e = Engine(p)
+    for ok in [
+        "/usr/bin/gcc-12",
+        "/usr/lib/gcc/x86_64-linux-gnu/12/cc1",
+        "/usr/lib/gcc/x86_64-linux-gnu/12/collect2",
+        "/usr/bin/x86_64-linux-gnu-as",
+        "/usr/bin/x86_64-linux-gnu-ld.bfd",
+        "/usr/bin/make",
+        "/usr/bin/dash",
+        "/usr/bin/[",
+        "/usr/bin/python3.11",
+    ]:
+        d = e.decide(execve(path=ok, argv=None))
+        assert d.action is Action.ALLOW and d.inspected, ok
+    for no in ["/usr/bin/curl", "/usr/bin/ssh", "/tmp/build/a.out", "/usr/bin/[x"]:
+        d = e.decide(execve(path=no, argv=None))
+        assert d.action is Action.DENY and d.errno == EACCES and d.rule == "no-other-programs", no

@@ -29,7 +29,9 @@ def test_shipped_policy_runs_ordinary_commands(supervise: Supervise, policy: Pat
 def test_shipped_policy_runs_python(supervise: Supervise, policy: Path, tmp_path: Path) -> None:
     out = tmp_path / "py-out"
     code = f"import json, os; open({str(out)!r}, 'w').write(json.dumps(sorted(os.listdir('/'))))"
-    r = supervise(policy.stem, [sys.executable, "-c", code], cwd=tmp_path)
+    # build-sandbox executes only system programs: the system's python3, not the venv's.
+    python = "/usr/bin/python3" if policy.stem == "build-sandbox" else sys.executable
+    r = supervise(policy.stem, [python, "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.explain()
     assert out.exists(), r.explain()
 
