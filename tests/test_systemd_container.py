@@ -173,7 +173,9 @@ def test_targets_survive_restarts_with_the_fd_store(box: Box) -> None:
         box.wait("the restart", lambda: box.main_pid() not in (0, before))
         assert [(t["pid"], t["recovered"]) for t in box.targets()] == [(pid, True)]
         box.grows()
-        assert int(box.show("seccomp-supervisor.service", "NRestarts")["NRestarts"]) >= 1
+        props = box.show("seccomp-supervisor.service", "NRestarts", "NFileDescriptorStore")
+        assert int(props["NRestarts"]) >= 1
+        assert props["NFileDescriptorStore"] == "2"  # taken back, not stored twice
 
         # A hung event loop: the watchdog (2 s here) has it killed and restarted.
         box.sh(

@@ -256,3 +256,78 @@ def test_socket_activation_and_recovery(tmp_path: Path) -> None:
         for fd in (meta_fd, orphan_meta, r, w, r2, w2):
             os.close(fd)
         control.close()
+
+
+class FakeListener:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+class FakeTarget:
+    """What the daemon's hooks are given (supervisor.daemon.Target), reduced to what they use."""
+
+    def __init__(self, tid: int, fd: int, recovered: bool = False) -> None:
+        self.id = tid
+        self.listener = FakeListener(fd)
+        self.metadata = {"policy": "default", "pid": os.getpid(), "argv": ["x"], "uid": 0}
+        self.recovered = recovered
+
+
+def test_daemon_hooks_store_and_forget(notify_socket: NotifySocket) -> None:
+    env = {"NOTIFY_SOCKET": notify_socket.env_value}
+    sd = systemd.daemon_integration(env)
+    assert "NOTIFY_SOCKET" not in env and sd.control_socket is None and sd.recovered == []
+    hooks = sd.hooks()
+    r, w = os.pipe()
+    try:
+        hooks.attached(FakeTarget(5, r))
+        fields, (meta_fd,) = notify_socket.recv()
+        key = fields["FDNAME"].removeprefix("meta-")
+        meta = systemd.read_metadata(meta_fd)
+        assert meta["id"] == 5 and meta["start_time"] == systemd.process_start_time(os.getpid())
+        fields, (listener,) = notify_socket.recv()
+        assert fields["FDNAME"] == f"listener-{key}" and same_file(listener, r)
+        os.close(meta_fd)
+        os.close(listener)
+        hooks.targets_changed(1)
+        assert notify_socket.recv() == ({"STATUS": "supervising 1 target"}, [])
+        hooks.detached(FakeTarget(5, r))
+        names = {notify_socket.recv()[0]["FDNAME"] for _ in range(2)}
+        assert names == {f"listener-{key}", f"meta-{key}"}
+        hooks.stopping()
+        assert notify_socket.recv() == ({"STOPPING": "1"}, [])
+    finally:
+        os.close(r)
+        os.close(w)
+        sd.notifier.close()
+
+
+async def test_daemon_hooks_recovered_targets(notify_socket: NotifySocket) -> None:
+    """A recovered target keeps its key (not stored again); one the daemon could not take back
+    leaves the store at READY."""
+    sd = systemd.DaemonIntegration(
+        notifier=Notifier(notify_socket.env_value),
+        control_socket=None,
+        recovered=[],
+        watchdog_usec=None,
+        recovered_keys={40: "1-aa", 41: "2-bb"},
+        recovered_start={40: None, 41: None},  # no start time: never kicked
+    )
+    hooks = sd.hooks()
+    hooks.attached(FakeTarget(1, 40, recovered=True))
+
+    class FakeDaemon:
+        targets = {1: None}
+
+    hooks.ready(FakeDaemon())
+    got = [notify_socket.recv()[0] for _ in range(3)]
+    assert got == [
+        {"READY": "1", "STATUS": "supervising 1 target"},
+        {"FDSTOREREMOVE": "1", "FDNAME": "listener-2-bb"},
+        {"FDSTOREREMOVE": "1", "FDNAME": "meta-2-bb"},
+    ]
+    assert sd.keys == {1: "1-aa"}
+    sd.notifier.close()
