@@ -54,6 +54,7 @@ def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any)
         return cli._fail(f"policy error: {e}")
     except (FilterError, OSError) as e:
         return cli._fail(str(e))
+    cli.block_relayed_signals()
     try:
         launched = launch(command, program, wait_killable=False)
     except LaunchError as e:

@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     for warning in policy.warnings:
         log.warning("policy.advisory", policy=policy.name, detail=warning)
+    block_relayed_signals()
     try:
         launched = launch(command, program)
     except LaunchError as e:
@@ -141,10 +142,19 @@ async def _report_exec_failure(fd: int, command: list[str]) -> None:
         print(f"{PROG}: {exec_failure(data, command[0])}", file=sys.stderr)
 
 
+def block_relayed_signals() -> None:
+    """Hold the relayed signals from before the fork until the relay task listens for them:
+    a SIGTERM arriving in between must reach the target, not kill the launcher. The child's
+    mask is reset before it execs."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED_SIGNALS)
+
+
 async def _relay_signals(pidfd: int) -> None:
     from supervisor.kernel.pidfd import pidfd_send_signal
 
     with trio.open_signal_receiver(*RELAYED_SIGNALS) as signals:
+        # Handlers are in place: whatever arrived while blocked is delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED_SIGNALS)
         async for sig in signals:
             with contextlib.suppress(ProcessLookupError):
                 pidfd_send_signal(pidfd, sig)
