@@ -29,6 +29,7 @@ import itertools
 import os
 import pwd
 import re
+import resource
 import signal
 import socket
 import stat
@@ -644,8 +645,8 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     os.set_inheritable(fd, False)
             pending.extend(fds)
-            if flags & socket.MSG_CTRUNC:
-                raise ProtocolError("bad_fds", "too many fds in one message")
+            if flags & socket.MSG_CTRUNC or len(pending) > MAX_FDS_PER_MESSAGE:
+                raise ProtocolError("bad_fds", "too many fds for one request")
             if not data:
                 return  # EOF (a partial line is simply dropped)
             buf += data
@@ -670,9 +671,9 @@ class Daemon:
             op = req["op"]
             if fds and op != "attach":
                 raise ProtocolError("bad_fds", f"{op}: no fds expected")
+            handed, fds = fds, []  # from here _dispatch owns them (attach closes what it rejects)
             try:
-                result = self._dispatch(conn, nursery, req, fds)
-                fds = []  # attach took ownership (or closed them)
+                result = self._dispatch(conn, nursery, req, handed)
             except RequestError as e:
                 await self._send(conn, control.error(req["id"], e.code, str(e)))
                 return
@@ -785,6 +786,11 @@ def serve(
     """Run the daemon in this process until SIGTERM/SIGINT: on ``control_socket`` (inherited,
     e.g. socket activation) or a socket created at ``config.control``."""
     owns = control_socket is None
+    # Each target costs fds (its listener, pidfds, resolver handles): take what we may.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sock = control_socket or open_control_socket(config.control, config.group)
     daemon = Daemon(config, sock, hooks=hooks, recovered=recovered, owns_path=owns)
     trio.run(daemon.run)
