@@ -137,6 +137,7 @@ async def _keep_attached(
         client.close()
         log.warning("daemon.lost", pid=launched.pid)
         delay = BACKOFF_FIRST
+        refused = ""
         while True:
             await trio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
@@ -144,8 +145,15 @@ async def _keep_attached(
                 client, result = await trio.to_thread.run_sync(
                     _reattach, control, launched.listener.fileno(), meta
                 )
-            except (DaemonUnavailable, DaemonError) as e:
+            except DaemonUnavailable as e:
                 log.debug("daemon.reattach_failed", error=str(e))
+                continue
+            except DaemonError as e:
+                # A daemon is there but refuses (e.g. it no longer has the policy): say so
+                # once; the target keeps waiting, never runs unsupervised.
+                if str(e) != refused:
+                    refused = str(e)
+                    log.error("daemon.reattach_refused", pid=launched.pid, error=refused)
                 continue
             break
         holder[0] = client
