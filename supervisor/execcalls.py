@@ -133,6 +133,64 @@ def _wait_for_exe_change(tgid: int, old: Ino | None, seconds: float) -> None:
         time.sleep(FAST_POLL_INTERVAL)
 
 
+def _children(pid: int) -> list[int]:
+    """The children of every thread of process ``pid`` (/proc/PID/task/TID/children)."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def _kill_tree(pidfd: int, tgid: int) -> None:
+    """SIGKILL the process of ``pidfd`` and every process it forked since the exec (a raced
+    program may fork at once, and its children would outlive it). Each is stopped first, so
+    none can fork again while the tree is walked; a pid is only signalled through a pidfd taken
+    while its parent (stopped) is still its parent, so a reused pid is never hit."""
+    with contextlib.suppress(OSError):
+        pidfd_send_signal(pidfd, signal.SIGSTOP)
+    held: dict[int, int] = {}
+    try:
+        for _ in range(3):  # a child forked while its parent was being stopped: look again
+            for parent in [tgid, *held]:
+                for child in _children(parent):
+                    if child in held:
+                        continue
+                    try:
+                        fd = pidfd_open(child)
+                    except OSError:
+                        continue
+                    try:
+                        if _ppid(child) != parent:
+                            raise ProcessLookupError(child)
+                        pidfd_send_signal(fd, signal.SIGSTOP)
+                    except (OSError, ValueError, IndexError):
+                        os.close(fd)
+                        continue
+                    held[child] = fd
+        with contextlib.suppress(OSError):  # already gone
+            pidfd_send_signal(pidfd, signal.SIGKILL)
+        for fd in held.values():
+            with contextlib.suppress(OSError):
+                pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        for fd in held.values():
+            os.close(fd)
+
+
 class ExecCalls:
     """The exec part of one Supervisor (uses its listener, memory reader, resolver, engine)."""
 
@@ -378,8 +436,7 @@ class ExecCalls:
     def _kill(self, p: PendingExec) -> None:
         sup = self.sup
         executed = self._executed_path(p) or "?"
-        with contextlib.suppress(OSError):  # already gone
-            pidfd_send_signal(p.pidfd, signal.SIGKILL)
+        _kill_tree(p.pidfd, p.tgid)
         sup.counters.allowed -= 1
         sup.counters.killed += 1
         decision = Decision(Action.KILL, 0, p.decision.rule, True)

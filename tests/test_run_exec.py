@@ -153,7 +153,7 @@ def test_racing_the_exec_path_never_runs_the_denied_program(
     the allowed one, the post-exec check kills it. The denied program waits 200 ms before it
     writes its marker: that is the window this test gives the check (measured: kills come
     within about 2 ms; a program that acts at once can act before it is killed, see
-    docs/policy.md "Exec rules")."""
+    docs/policy.md "Exec rules"). It forks first: the kill takes its children too."""
     execs = target_bin("execs")
     allowed, denied = world_dir / "prog-a", world_dir / "prog-b"
     shutil.copy(TRUE, allowed)
@@ -163,7 +163,8 @@ def test_racing_the_exec_path_never_runs_the_denied_program(
     policy = supervise.policy(
         exec_policy(execs, rule("prog-a", "allow", syscalls=EXECS, path=[str(allowed)]))
     )
-    env = dict(os.environ, MARKER=str(markers / "ran"))
+    # MARKER_FORK: the denied program forks at once; its child must die with it.
+    env = dict(os.environ, MARKER=str(markers / "ran"), MARKER_FORK="1")
     r = supervise(policy, [execs, "race", allowed, denied, "300"], env=env, timeout=120)
     assert r.returncode == 0, r.explain()
     counts = dict(item.split("=") for item in r.lines[-1].split())

@@ -13,7 +13,8 @@
  *                                    F whose every attempt was refused (1000 tries).
  *   execs                            (no arguments, $MARKER set: the DENIED program of `race`)
  *                                    sleeps 200 ms, then creates $MARKER.PID, so a run of it
- *                                    that lasted 200 ms is visible
+ *                                    that lasted 200 ms is visible; with $MARKER_FORK it forks
+ *                                    first, and both write a marker
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -170,6 +171,8 @@ int main(int argc, char **argv)
     if (argc >= 5 && !strcmp(argv[1], "race"))
         return race(argv[2], argv[3], atol(argv[4]));
     if (argc == 1 && getenv("MARKER")) {
+        if (getenv("MARKER_FORK")) /* at once: the child must be killed with its parent */
+            fork();
         const char *ms = getenv("MARKER_MS"); /* 200 unless told: to measure the window */
         long delay = ms ? atol(ms) : 200;
         struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
