@@ -12,12 +12,15 @@ protocol (sd_notify(3), sd_listen_fds(3), systemd.service(5)):
   pings stop and systemd kills and restarts the service, which is the point.
 * **Fd store**: each target's seccomp listener fd is stored under ``FDNAME=listener-KEY``, next
   to a sealed memfd holding the target's metadata as JSON (``FDNAME=meta-KEY``: policy, pid,
-  argv, uid, id). A copy of a listener in the store keeps the target's notified syscalls
-  *waiting* while the daemon is down (never allowed, never failed), and hands the target back at
-  the next start. ``FDSTOREREMOVE=1`` drops both names when the target is gone.
+  argv, uid, id, session, the process's start time). A copy of a listener in the store keeps
+  the target's notified syscalls *waiting* while the daemon is down (never allowed, never
+  failed), and hands the target back at the next start. ``FDSTOREREMOVE=1`` drops both names
+  when the target is gone.
 * **Socket activation and recovery**: systemd passes fds from 3 on with ``$LISTEN_FDS``,
   ``$LISTEN_PID`` and ``$LISTEN_FDNAMES`` — the control socket (``FileDescriptorName=control``)
   and, after a restart, everything in the fd store with its FDNAME. :func:`recover` splits them.
+  A recovered target's tree is kicked (``supervisor.recover``) once its pid is checked against
+  the stored start time: a notification the dead daemon had received is never delivered again.
 
 Sending never raises: the daemon must not go down because its service manager went away.
 """
@@ -33,10 +36,13 @@ import socket
 import stat
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
+
+if TYPE_CHECKING:
+    from supervisor.daemon import Daemon, DaemonHooks, Target
 
 SD_LISTEN_FDS_START = 3
 LISTENER_PREFIX = "listener-"
@@ -389,7 +395,7 @@ class DaemonIntegration:
     # daemon target id -> fd-store key
     keys: dict[int, str] = field(default_factory=dict)
 
-    def hooks(self) -> Any:
+    def hooks(self) -> DaemonHooks:
         from supervisor.daemon import DaemonHooks
 
         return DaemonHooks(
@@ -400,7 +406,7 @@ class DaemonIntegration:
             stopping=self._stopping,
         )
 
-    def _ready(self, daemon: Any) -> None:
+    def _ready(self, daemon: Daemon) -> None:
         if self.watchdog_usec is not None and self.notifier.enabled:
             trio.lowlevel.spawn_system_task(run_watchdog, self.notifier, self.watchdog_usec)
         self.notifier.ready(status=status_text(len(daemon.targets)))
@@ -416,7 +422,7 @@ class DaemonIntegration:
     def _targets_changed(self, count: int) -> None:
         self.notifier.status(status_text(count))
 
-    def _attached(self, target: Any) -> None:
+    def _attached(self, target: Target) -> None:
         fd = target.listener.fileno()
         pid = target.metadata["pid"]
         key = self.recovered_keys.pop(fd, None) if target.recovered else None
@@ -432,7 +438,7 @@ class DaemonIntegration:
             trio.lowlevel.spawn_system_task(_kick_recovered, pid, start)
         self.keys[target.id] = key
 
-    def _detached(self, target: Any) -> None:
+    def _detached(self, target: Target) -> None:
         key = self.keys.pop(target.id, None)
         if key is not None:
             self.notifier.remove_target(key)
