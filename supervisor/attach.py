@@ -37,8 +37,7 @@ BACKOFF_MAX = 2.0
 def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any) -> int:
     if os.sep in policy_name or policy_name.endswith(".toml"):
         return cli._fail(
-            f"run --daemon: -p takes the name of a policy the daemon knows, not a file "
-            f"({policy_name!r})"
+            f"run --daemon: -p takes a policy name the daemon knows, not a file ({policy_name!r})"
         )
     try:
         with Client(control) as client:

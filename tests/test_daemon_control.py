@@ -330,3 +330,18 @@ def test_sigterm_is_bounded_and_leaves_no_socket(tmp_path: Path, files: Files) -
         gate.touch()
         code, out, _ = run.wait(30)
         assert code == 0 and HARMLESS in out
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [("no-such-policy", "no policy named"), ("/etc/passwd", "policy name the daemon knows")],
+)
+def test_run_daemon_with_a_policy_the_daemon_lacks_starts_nothing(
+    tmp_path: Path, world_dir: Path, policy: str, message: str
+) -> None:
+    with running_daemon(tmp_path) as daemon:
+        marker = world_dir / "started"
+        code, _, err = RunClient(daemon, policy, ["touch", marker]).wait(30)
+        assert code == 125 and message in err
+        assert not marker.exists()
+        assert not daemon.request("ps")["targets"]
