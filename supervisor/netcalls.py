@@ -123,6 +123,8 @@ class NetCalls:
                     entry = SOCKETCALL_CALLS.get(args[0] & 0xFFFFFFFF)
                     if entry is None:
                         request = Request(pid=n.pid, syscall=name, arch=arch, args=args)
+                        if sup.engine.has_budgets:
+                            request = sup._budget_facts(n, request)
                         sup._act(n, request, sup.engine.decide(request))
                         return
                     name, count = entry
@@ -139,11 +141,15 @@ class NetCalls:
                 sup._reply_error(n, name, e.errno, reason=e.reason)
                 return
             request = Request(pid=n.pid, syscall=name, arch=arch, args=args, address=address)
+            if sup.engine.has_budgets:  # limit/rate rules count by time, process or user
+                request = sup._budget_facts(n, request)
             decision = sup.engine.decide(request)
             if decision.action not in (Action.ALLOW, Action.LOG) or address is None:
                 # Refusals; a call with no address read (sendto to NULL: nothing to race).
                 sup._act(n, request, decision)
                 return
+            if decision.enters is not None:  # a phase change (docs/policy.md "Phases")
+                sup._phase_entered(n, request, decision)
             sup.counters.allowed += 1
             if decision.action is Action.LOG:
                 sup._record("syscall.logged", n, request, decision, level="info")

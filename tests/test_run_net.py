@@ -518,3 +518,42 @@ def test_i386_sends_are_decided_and_performed(supervise: Supervise, target_bin) 
     finally:
         good.close()
         bad.close()
+
+
+def test_address_rules_with_a_rate_and_a_phase(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    """Stateful keys work on address rules: a rate of 2 connects a second (the bucket refills
+    with time), and a performed connect that enters a phase."""
+    a, a2 = listeners["a"], listeners["a2"]
+    policy = supervise.policy(
+        policy_text(
+            "t",
+            "allow",
+            '[[rule]]\nname = "twice"\naddress = ["127.0.0.1:' + port(a) + '"]\naction = "allow"\n'
+            'rate = "2/s"\nover = "deny"\nover_errno = "ECONNREFUSED"\n',
+        )
+    )
+    ops = ["connect4", "127.0.0.1", port(a)] * 3 + [
+        "sleep_ms",
+        "1200",
+        "connect4",
+        "127.0.0.1",
+        port(a),
+    ]
+    r = supervise(policy, [target_bin("netops"), *ops])
+    assert r.lines == ["OK", "OK", "ECONNREFUSED", "OK", "OK"], r.explain()
+    assert accepted(a) == 3
+    phases = supervise.policy(
+        'version = 1\nname = "t"\ndefault = "allow"\nphases = ["init", "serving"]\n\n'
+        '[[rule]]\nname = "db"\naddress = ["127.0.0.1:' + port(a) + '"]\naction = "allow"\n'
+        'enter = "serving"\n\n'
+        '[[rule]]\nname = "no-more"\nphase = "serving"\naddress = ["127.0.0.1"]\n'
+        'action = "deny"\nerrno = "EACCES"\n'
+    )
+    r = supervise(
+        phases,
+        [target_bin("netops"), "connect4", "127.0.0.1", port(a2), "connect4", "127.0.0.1", port(a),
+         "connect4", "127.0.0.1", port(a2)],
+    )  # fmt: skip
+    assert r.lines == ["OK", "OK", "EACCES"], r.explain()

@@ -29,6 +29,7 @@
  *        OK:ok=<sends that succeeded>,denied=<that failed>
  *   udp_sendmsg_ttl ADDR PORT   (sendmsg with an IP_TTL control message)
  *   udp_sendto_len ADDR PORT LEN   (a datagram of LEN bytes)
+ *   sleep_ms N
  *   chdir DIR
  *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
  *   bench_connect4 ADDR PORT N   (N connects of fresh sockets; prints OK:<ns per connect>,failed=<N>)
@@ -430,6 +431,10 @@ int main(int argc, char **argv)
             double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
             printf("OK:%.0f,failed=%d\n", ns / n, failed);
             i += 3;
+        } else if (!strcmp(op, "sleep_ms")) {
+            usleep(atoi(argv[i + 1]) * 1000);
+            printf("OK\n");
+            i += 1;
         } else if (!strcmp(op, "chdir")) {
             print_status(chdir(argv[i + 1]));
             i += 1;
