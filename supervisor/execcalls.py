@@ -46,6 +46,7 @@ import dataclasses
 import errno
 import os
 import signal
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 PAGE = 4096
 BINPRM_BUF_SIZE = 256  # how much of a file the kernel reads to find "#!" and the interpreter
 MAX_INTERPRETERS = 4  # nested #! scripts the kernel follows (binfmt recursion limit)
-_O_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY
+_O_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
 Ino = tuple[int, int]  # (st_dev, st_ino)
 FAST_POLL_SECONDS = 0.2  # how long a worker thread watches for the exec to land
@@ -102,8 +103,11 @@ def _tgid(tid: int) -> int:
 
 def _interpreter(fd: int) -> bytes | None:
     """The interpreter of a ``#!`` file open as O_PATH ``fd``, as binfmt_script reads it; None
-    for anything else (ELF, unreadable)."""
+    for anything else (ELF, unreadable, not a regular file: the kernel executes only those, and
+    opening a FIFO or a device could block or have effects)."""
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         rfd = os.open(f"/proc/self/fd/{fd}", _O_READ)
     except OSError:
         return None
@@ -120,11 +124,13 @@ def _interpreter(fd: int) -> bytes | None:
     return interp or None
 
 
-def _wait_for_exe_change(tgid: int, old: Ino | None, seconds: float) -> None:
-    """Return once /proc/TGID/exe is not ``old`` (or is gone), or after ``seconds``."""
-    path = f"/proc/{tgid}/exe"
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def _wait_for_exe_change(p: PendingExec) -> None:
+    """Return once /proc/TGID/exe is not the old executable (or is gone), the check is done
+    (read racily: a bool), or after FAST_POLL_SECONDS. On a worker thread."""
+    path = f"/proc/{p.tgid}/exe"
+    old = p.old_exe
+    deadline = time.monotonic() + FAST_POLL_SECONDS
+    while not p.done and time.monotonic() < deadline:
         try:
             if _ino(os.stat(path)) != old:
                 return
@@ -360,14 +366,14 @@ class ExecCalls:
         try:
             # First on a worker thread that looks every 50 us (trio's own sleeps are rounded up
             # to whole milliseconds by epoll): an exec usually completes within a millisecond.
-            await trio.to_thread.run_sync(
-                _wait_for_exe_change,
-                p.tgid,
-                p.old_exe,
-                FAST_POLL_SECONDS,
-                limiter=self._threads,
-                abandon_on_cancel=True,
-            )
+            # When every watcher thread is busy, straight to the polls below.
+            if self._threads.available_tokens > 0:
+                await trio.to_thread.run_sync(
+                    _wait_for_exe_change,
+                    p,
+                    limiter=self._threads,
+                    abandon_on_cancel=True,
+                )
             delay = 0.001
             while not p.done:
                 self.check(p, final=False)

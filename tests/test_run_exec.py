@@ -212,3 +212,52 @@ def test_build_sandbox_builds(supervise: Supervise, target_bin, world_dir: Path)
     r = supervise("build-sandbox", ["make", "-s", "x"], cwd=world_dir)
     assert r.returncode == 0 and os.access(world_dir / "x", os.X_OK), r.explain()
     assert not r.named("syscall.denied"), r.explain()
+
+
+def test_exec_of_fifo_and_directory_under_a_deny_list(
+    supervise: Supervise, target_bin, world_dir: Path
+) -> None:
+    """The supervisor looks into an allowed program for a #! line: never into a FIFO (that
+    would block it) or a device. The kernel refuses to execute them: EACCES."""
+    execs = target_bin("execs")
+    fifo = world_dir / "fifo"
+    os.mkfifo(fifo)
+    fifo.chmod(0o755)
+    policy = supervise.policy(
+        policy_text(
+            "deny-list", "allow", rule("no-ls", "deny", syscalls=EXECS, path=["/usr/bin/ls"])
+        )
+    )
+    r = supervise(policy, [execs, "argv", fifo, "fifo"], timeout=20)
+    assert r.lines == ["EACCES"], r.explain()
+    r = supervise(policy, [execs, "argv", world_dir, "dir"], timeout=20)
+    assert r.lines == ["EACCES"], r.explain()
+    r = supervise(policy, [execs, "argv", "/dev/null", "null"], timeout=20)
+    assert r.lines == ["EACCES"], r.explain()
+    assert not r.named("syscall.killed"), r.explain()
+
+
+def test_argv_beyond_the_limits_cannot_be_allowed(supervise: Supervise, target_bin) -> None:
+    """Beyond 1024 elements (or 128 KiB) the supervisor reads no argv: argv allows do not
+    match (the exec falls to the later rules), argv denials do (fail closed)."""
+    execs = target_bin("execs")
+    policy = supervise.policy(
+        exec_policy(execs, argv_rule("echo", "allow", [ECHO], ["echo", "-n", "**"]))
+    )
+    r = supervise(policy, [execs, "argv", ECHO, "echo", "-n", *["x"] * 1000])
+    assert r.returncode == 0 and r.stdout == " ".join(["x"] * 1000), r.explain()
+    r = supervise(policy, [execs, "argv", ECHO, "echo", "-n", *["x"] * 1100])
+    assert r.lines == ["EACCES"], r.explain()
+    assert r.named("syscall.denied")[0]["rule"] == "no-other-exec"
+    big = "y" * 70000
+    r = supervise(policy, [execs, "argv", ECHO, "echo", "-n", big])
+    assert r.stdout == big, r.explain()
+    r = supervise(policy, [execs, "argv", ECHO, "echo", "-n", big, big])
+    assert r.lines == ["EACCES"], r.explain()
+    deny = supervise.policy(
+        policy_text("deny", "allow", argv_rule("no-echo", "deny", [ECHO], ["echo", "-e", "**"]))
+    )
+    r = supervise(deny, [execs, "argv", ECHO, "echo", *["x"] * 1100])
+    assert r.lines == ["EPERM"], r.explain()
+    r = supervise(deny, [execs, "argv", ECHO, "echo", *["x"] * 1000])
+    assert r.returncode == 0, r.explain()
