@@ -385,6 +385,16 @@ class ExecCalls:
         except trio.Cancelled:
             self._finish(p)  # the supervisor is stopping: every target is gone
             raise
+        except Exception as e:  # never take the supervisor down; fail closed: the check failed
+            self.sup.log.error(
+                "supervisor.internal_error",
+                pid=p.tgid,
+                syscall=p.request.syscall,
+                error=f"{type(e).__name__}: {e}",
+            )
+            if not p.done:
+                _kill_tree(p.pidfd, p.tgid)
+                self._finish(p)
 
     def before_notification(self, n: Notification) -> bool:
         """Called for a notification of a thread or process with an exec pending: check now.

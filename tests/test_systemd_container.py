@@ -6,7 +6,9 @@ driven through systemctl.
 * socket activation starts it on the first client;
 * `systemctl restart`, a kill -9 (Restart=) and a hung event loop (the watchdog) bring it back
   with the listener fds from the fd store, and a target started under it before (the example
-  unit running a loop of opens) carries on, with no syscall allowed while the daemon was down.
+  unit running a loop of opens) carries on, with no syscall allowed while the daemon was down;
+* `systemctl stop` empties the fd store, and the target's `run --daemon` reconnecting activates
+  the daemon again.
 """
 
 from __future__ import annotations
@@ -204,6 +206,21 @@ def test_targets_survive_restarts_with_the_fd_store(box: Box) -> None:
             box.sh(
                 "rm -r /run/systemd/system/seccomp-supervisor.service.d; systemctl daemon-reload"
             )
+
+        # systemctl stop flushes the fd store (systemd 252); `run --daemon`, still holding its
+        # copy, reconnects, and that connection activates the daemon again through the socket.
+        box.sh("systemctl stop seccomp-supervisor.service")
+        box.wait(
+            "re-activation by run's reconnect",
+            lambda: (
+                box.sh("systemctl is-active seccomp-supervisor.service", check=False) == "active"
+            ),
+        )
+        box.wait("the target re-attached", lambda: [t["pid"] for t in box.targets()] == [pid])
+        box.grows()
+        assert box.show("seccomp-supervisor.service", "NFileDescriptorStore") == {
+            "NFileDescriptorStore": "2"
+        }
 
         # No syscall of the target ever failed for want of a supervisor (ENOSYS).
         journal = box.sh("journalctl --no-pager -u sv-loop.service")
