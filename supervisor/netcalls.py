@@ -19,17 +19,20 @@ The loop hands these notifications here when the policy has address rules for th
    no credential for an IPv4/IPv6 connect). A unix path bind is made from the resolved parent
    directory (fchdir to its O_PATH fd on a thread with its own fs_struct, the target's umask)
    with the final name.
-5. An allowed sendto/sendmsg on an IPv4/IPv6 datagram or raw socket is PERFORMED too: the data
-   (at most 64 KiB, as UDP) and control messages (at most 4 KiB, sent under the target's
-   credentials: SO_MARK needs CAP_NET_ADMIN) are copied and sent to the checked address with
-   sendmsg(2) on our copy of the socket, MSG_DONTWAIT first, on a worker thread when a blocking
-   send would wait. A TCP send ignores the address (unless MSG_FASTOPEN): resumed, nothing to race.
+5. An allowed sendto/sendmsg on an IPv4/IPv6 socket is PERFORMED too: the data and the control
+   messages (at most 4 KiB, sent under the target's credentials: SO_MARK needs CAP_NET_ADMIN)
+   are copied and sent to the checked address with sendmsg(2) on our copy of the socket,
+   MSG_DONTWAIT first, on a worker thread when a blocking send would wait. Datagram and raw
+   sockets: at most 64 KiB (longer is EMSGSIZE, as from the kernel). TCP: up to 64 KiB is
+   performed (SIGPIPE raised in the target as the kernel would); a longer send is resumed,
+   safely: TCP ignores the address (unless MSG_FASTOPEN), and a datagram or raw socket that a
+   racing thread swaps in for the fd (dup2) refuses more than 64 KiB.
    ADVISORY (resumed with CONTINUE after the check; a thread racing the buffer can change what
    the kernel uses): connect, sendto and sendmsg on unix sockets (performed by the supervisor,
    the server would see the SUPERVISOR's pid, uid and gid in SO_PEERCRED/SCM_CREDENTIALS: worse
-   than the race), and TCP sends with MSG_FASTOPEN. policy check and the load warnings say so.
-   A unix call is resumed only when the target's socket IS a unix socket: the kernel then reads
-   any bytes a racing thread writes as a unix address, never as an inet one.
+   than the race), and sends on other sockets (SCTP ...). policy check and the load warnings
+   say so. A unix call is resumed only when the target's fd is a unix socket when checked:
+   reaching an inet address takes a second race, swapping the fd.
 6. A unix path bind is made with the final name relative to the checked parent, so the address
    the kernel records for the socket (getsockname, a peer's getpeername) is that name, not the
    path the target wrote.
@@ -41,6 +44,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import signal
 import socket
 import stat
 from typing import TYPE_CHECKING
@@ -51,7 +55,7 @@ from supervisor.emulate import _own_fs
 from supervisor.kernel.creds import Creds, as_creds, read_creds
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import PATH_MAX, TargetGone, TargetMemoryError
-from supervisor.kernel.pidfd import PIDFD_THREAD, pidfd_getfd, pidfd_open
+from supervisor.kernel.pidfd import PIDFD_THREAD, pidfd_getfd, pidfd_open, pidfd_send_signal
 from supervisor.kernel.seccomp import ListenerFd, Notification
 from supervisor.kernel.sockets import raw_bind, raw_connect, raw_sendmsg
 from supervisor.policy import Action, Decision, Request
@@ -274,9 +278,13 @@ class NetCalls:
         return sock
 
     def _send(self, n: Notification, request: Request, address: SockAddr) -> None:
-        """An allowed sendto/sendmsg: performed for IPv4/IPv6 datagram and raw sockets with a
-        copy of the data; resumed where the kernel ignores the address (a stream socket without
-        MSG_FASTOPEN) and, advisory, for other sockets (unix: see the module doc)."""
+        """An allowed sendto/sendmsg on an IPv4/IPv6 socket: performed with a copy of the data.
+
+        Datagram and raw sockets: at most 64 KiB (longer is EMSGSIZE, as from the kernel). TCP:
+        up to 64 KiB is performed (a blocking send that cannot finish at once finishes on a
+        worker thread); a longer one is resumed, which is safe: a racing thread that swaps the
+        fd for a datagram or raw socket gets EMSGSIZE from the kernel. Other sockets (unix,
+        SCTP, ...) are resumed: advisory (see the module doc)."""
         sup = self.sup
         listener = sup.listener
         args = request.args
@@ -289,50 +297,58 @@ class NetCalls:
                 return
             family, kind, nonblocking = _socket_info(sock)
             flags = _int32(args[3] if request.syscall == "sendto" else args[2])
-            if (
-                family not in (socket.AF_INET, socket.AF_INET6)
-                or kind not in (socket.SOCK_DGRAM, socket.SOCK_RAW, socket.SOCK_STREAM)
-                or (kind == socket.SOCK_STREAM and flags & MSG_FASTOPEN)
+            stream = kind == socket.SOCK_STREAM
+            if family not in (socket.AF_INET, socket.AF_INET6) or kind not in (
+                socket.SOCK_DGRAM,
+                socket.SOCK_RAW,
+                socket.SOCK_STREAM,
             ):
                 listener.send_continue(n.id)  # advisory
                 return
-            if kind == socket.SOCK_STREAM:
-                # TCP ignores the address unless MSG_FASTOPEN (a register value): nothing a
-                # racing thread writes can redirect the data.
-                listener.send_continue(n.id)
-                return
             try:
-                data, control = self._gather(n, request)
+                data, control, total = self._gather(n, request)
             except TargetMemoryError as e:
                 listener.send_error(n.id, e.errno or errno.EFAULT)
                 return
             except _Answer as e:
                 listener.send_error(n.id, e.errno)
                 return
+            if total > MAX_DATAGRAM:
+                if not stream:
+                    listener.send_error(n.id, errno.EMSGSIZE)
+                    return
+                if not flags & MSG_FASTOPEN:
+                    listener.send_continue(n.id)  # safe: see the docstring
+                    return
+                # MSG_FASTOPEN connects to the address: send the first 64 KiB (a short count
+                # is a stream send's right).
             creds = read_creds(n.pid) if control else None  # SO_MARK needs CAP_NET_ADMIN ...
             if not listener.id_valid(n.id):
                 return
             name = None if address.kind == NONE else address.raw
             blocking = not nonblocking and not flags & socket.MSG_DONTWAIT
-            ret = _sendmsg(sock, name, data, control, flags | socket.MSG_DONTWAIT, creds)
-            if ret == -errno.EAGAIN and blocking and sup._nursery is not None:
-                sup._nursery.start_soon(
-                    self._send_blocking, n, sock, (name, data, control, flags, creds)
-                )
+            quick = flags | socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+            ret = _sendmsg(sock, name, data, control, quick, creds)
+            unfinished = ret == -errno.EAGAIN or (stream and 0 <= ret < len(data))
+            if unfinished and blocking and sup._nursery is not None:
+                call = (name, data, control, flags, creds, stream, max(ret, 0))
+                sup._nursery.start_soon(self._send_blocking, n, sock, call)
                 sock = -1  # the task owns it
                 return
+            if ret == -errno.EPIPE and not flags & socket.MSG_NOSIGNAL:
+                _sigpipe(n.pid)  # the kernel would have raised it in the target
             _reply_count(listener, n, ret)
         finally:
             if sock >= 0:
                 os.close(sock)
 
-    def _gather(self, n: Notification, request: Request) -> tuple[bytes, bytes]:
-        """The data and control messages of a sendto/sendmsg, copied from the target."""
+    def _gather(self, n: Notification, request: Request) -> tuple[bytes, bytes, int]:
+        """The data (at most MAX_DATAGRAM bytes of it) and control messages of a
+        sendto/sendmsg, copied from the target, and the total length it asked to send."""
         args = request.args
         if request.syscall == "sendto":
-            if args[2] > MAX_DATAGRAM:
-                raise _Answer(errno.EMSGSIZE, "datagram too long")
-            return self._read(n, args[1], args[2]), b""
+            total = args[2]
+            return self._read(n, args[1], min(total, MAX_DATAGRAM)), b"", total
         arch = request.arch
         hdr = parse_msghdr_all(
             self.sup._memory.read_bytes(n.id, n.pid, args[1], MSGHDR[arch][0]), arch
@@ -340,9 +356,13 @@ class NetCalls:
         if hdr.iovlen > UIO_MAXIOV:
             raise _Answer(errno.EMSGSIZE, "too many iovecs")
         iovs = parse_iovecs(self._read(n, hdr.iov, hdr.iovlen * IOVEC[arch][0]), arch)
-        if sum(length for _base, length in iovs) > MAX_DATAGRAM:
-            raise _Answer(errno.EMSGSIZE, "datagram too long")
-        data = b"".join(self._read(n, base, length) for base, length in iovs)
+        total = sum(length for _base, length in iovs)
+        chunks, room = [], MAX_DATAGRAM
+        for base, length in iovs:
+            take = min(length, room)
+            if take:
+                chunks.append(self._read(n, base, take))
+                room -= take
         control = b""
         if hdr.control and hdr.controllen:
             if arch != "x86_64":
@@ -351,7 +371,7 @@ class NetCalls:
             if hdr.controllen > MAX_CONTROL:
                 raise _Answer(errno.ENOBUFS, "control messages too long")
             control = self._read(n, hdr.control, hdr.controllen)
-        return data, control
+        return b"".join(chunks), control, total
 
     def _read(self, n: Notification, addr: int, length: int) -> bytes:
         memory = self.sup._memory
@@ -364,14 +384,17 @@ class NetCalls:
         self,
         n: Notification,
         sock: int,
-        call: tuple[bytes | None, bytes, bytes, int, Creds | None],
+        call: tuple[bytes | None, bytes, bytes, int, Creds | None, bool, int],
     ) -> None:
+        flags = call[3]
         try:
             ret = await trio.to_thread.run_sync(
-                _sendmsg, sock, *call, limiter=self.sup._threads, abandon_on_cancel=True
+                _send_rest, sock, *call, limiter=self.sup._threads, abandon_on_cancel=True
             )
         finally:
             os.close(sock)
+        if ret == -errno.EPIPE and not flags & socket.MSG_NOSIGNAL:
+            _sigpipe(n.pid)
         _reply_count(self.sup.listener, n, ret)
 
     async def _connect_blocking(self, n: Notification, sock: int, raw: bytes) -> None:
@@ -426,6 +449,47 @@ def _sendmsg(
         return raw_sendmsg(sock, name, data, control, flags)
     with as_creds(creds):
         return raw_sendmsg(sock, name, data, control, flags)
+
+
+def _send_rest(
+    sock: int,
+    name: bytes | None,
+    data: bytes,
+    control: bytes,
+    flags: int,
+    creds: Creds | None,
+    stream: bool,
+    done: int,
+) -> int:
+    """A blocking send, finished: a datagram whole, a stream until every byte is sent (as the
+    kernel does for a blocking socket). A stream error after some bytes returns their count."""
+    flags |= socket.MSG_NOSIGNAL
+    if not stream:
+        return _sendmsg(sock, name, data, control, flags, creds)
+    sent = done
+    while sent < len(data):
+        first = sent == 0
+        ret = _sendmsg(
+            sock, name if first else None, data[sent:], control if first else b"", flags, creds
+        )
+        if ret < 0:
+            return sent if sent else ret
+        sent += ret
+    return sent
+
+
+def _sigpipe(tid: int) -> None:
+    """SIGPIPE to the thread whose send we performed (we sent with MSG_NOSIGNAL)."""
+    try:
+        pidfd = pidfd_open(tid, PIDFD_THREAD)
+    except OSError:
+        return
+    try:
+        pidfd_send_signal(pidfd, signal.SIGPIPE)
+    except OSError:
+        pass
+    finally:
+        os.close(pidfd)
 
 
 def _reply_count(listener: ListenerFd, n: Notification, ret: int) -> None:

@@ -11,6 +11,8 @@ import os
 import socket
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -557,3 +559,93 @@ def test_address_rules_with_a_rate_and_a_phase(
          "connect4", "127.0.0.1", port(a2)],
     )  # fmt: skip
     assert r.lines == ["OK", "OK", "EACCES"], r.explain()
+
+
+class TcpSink:
+    """A TCP listener on 127.0.0.1 that reads everything sent to it, in a thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.received = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(1 << 20):
+                with self.lock:
+                    self.received += len(data)
+
+    def wait_for(self, count: int) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.received < count:
+            time.sleep(0.01)
+        return self.received
+
+
+def test_tcp_sends_are_performed_or_safely_resumed(supervise: Supervise, target_bin) -> None:
+    """sendmsg on a TCP socket: up to 64 KiB the supervisor sends a copy; beyond, it resumes the
+    call (a datagram or raw socket swapped in would get EMSGSIZE)."""
+    sink = TcpSink()
+    try:
+        policy = supervise.policy(
+            policy_text(
+                "t",
+                "allow",
+                address_rule("lo", "allow", ["127.0.0.1"]),
+                address_rule("no-other", "deny", ["0.0.0.0/0", "[::]/0"], "EACCES"),
+            )
+        )
+        p = port(sink.sock)
+        r = supervise(
+            policy,
+            [target_bin("netops"), "tcp_sendmsg", "127.0.0.1", p, "1000",
+             "tcp_sendmsg", "127.0.0.1", p, "65535", "tcp_sendmsg", "127.0.0.1", p, "300000"],
+        )  # fmt: skip
+        assert r.lines == ["OK:1000", "OK:65535", "OK:300000"], r.explain()
+        assert sink.wait_for(366535) == 366535
+    finally:
+        sink.sock.close()
+
+
+def test_race_swapping_the_fd_and_the_address_of_a_tcp_sendmsg(
+    supervise: Supervise, target_bin
+) -> None:
+    """One thread swaps fd 100 between a connected TCP socket and an unconnected UDP socket
+    (dup2), another flips msg_name between NULL and a denied address, while sendmsg(100) runs:
+    had the supervisor resumed the TCP sends, some datagrams would reach the denied receiver."""
+    sink = TcpSink()
+    bad = udp_receiver("127.0.0.2")
+    try:
+        policy = supervise.policy(
+            policy_text(
+                "t",
+                "allow",
+                address_rule("lo", "allow", ["127.0.0.1"]),
+                address_rule("no-other", "deny", ["0.0.0.0/0"], "EACCES"),
+            )
+        )
+        attempts = 3000
+        r = supervise(
+            policy,
+            [target_bin("netops"), "race_fdswap", "127.0.0.1", port(sink.sock), "127.0.0.2",
+             port(bad), str(attempts)],
+            timeout=120,
+        )  # fmt: skip
+        (line,) = r.lines
+        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
+        assert int(counts["ok"]) + int(counts["denied"]) == attempts, r.explain()
+        assert datagrams(bad) == 0, "a datagram reached the denied address"
+    finally:
+        sink.sock.close()
+        bad.close()

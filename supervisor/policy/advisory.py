@@ -90,9 +90,9 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
             out.append(
                 f"{rule.where()}: allows of {summarize(names)} after address inspection are "
                 "advisory for unix sockets (resumed: performed by the supervisor, the server "
-                "would see its credentials), where a thread racing the address buffer can "
-                "change what the kernel uses; connect, bind, sendto and sendmsg on IPv4/IPv6 "
-                "sockets are performed by the supervisor"
+                "would see its credentials), where a thread racing the address buffer and the "
+                "fd table can change what the kernel uses; connect, bind, sendto and sendmsg "
+                "on IPv4/IPv6 sockets are performed by the supervisor"
             )
             continue
         if names:

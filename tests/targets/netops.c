@@ -29,6 +29,11 @@
  *        OK:ok=<sends that succeeded>,denied=<that failed>
  *   udp_sendmsg_ttl ADDR PORT   (sendmsg with an IP_TTL control message)
  *   udp_sendto_len ADDR PORT LEN   (a datagram of LEN bytes)
+ *   tcp_sendmsg ADDR PORT LEN   (connect, then one sendmsg of LEN bytes, no address; OK:<sent>)
+ *   race_fdswap TCP_ADDR TCP_PORT DENIED_ADDR DENIED_PORT N
+ *        connects a TCP socket, then sends N small messages with sendmsg on fd 100 while one
+ *        thread swaps fd 100 between the TCP socket and an unconnected UDP socket (dup2) and
+ *        another flips msg_name between NULL and the denied address; prints OK:ok=..,denied=..
  *   sleep_ms N
  *   chdir DIR
  *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
@@ -138,6 +143,42 @@ static void print_i386(long ret)
 static struct sockaddr_un race_addr;
 static struct sockaddr_un race_a, race_b;
 static atomic_int race_stop;
+
+static struct msghdr swap_msg;
+static struct sockaddr_in swap_denied;
+static int swap_tcp, swap_udp;
+
+static void *fd_swapper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        dup2(swap_udp, 100);
+        for (volatile int i = 0; i < 200; i++)
+            ;
+        dup2(swap_tcp, 100);
+        for (volatile int i = 0; i < 200; i++)
+            ;
+    }
+    return NULL;
+}
+
+static void *name_flipper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        swap_msg.msg_name = &swap_denied;
+        swap_msg.msg_namelen = sizeof swap_denied;
+        __asm__ volatile("" ::: "memory");
+        for (volatile int i = 0; i < 50; i++)
+            ;
+        swap_msg.msg_name = NULL;
+        swap_msg.msg_namelen = 0;
+        __asm__ volatile("" ::: "memory");
+        for (volatile int i = 0; i < 50; i++)
+            ;
+    }
+    return NULL;
+}
 
 static void *flipper(void *arg)
 {
@@ -431,6 +472,69 @@ int main(int argc, char **argv)
             double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
             printf("OK:%.0f,failed=%d\n", ns / n, failed);
             i += 3;
+        } else if (!strcmp(op, "tcp_sendmsg")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            size_t n = strtoul(argv[i + 3], NULL, 10);
+            int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+            if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+                print_errno(errno);
+            } else {
+                char *buf = malloc(n);
+                for (size_t k = 0; k < n; k++)
+                    buf[k] = (char)('a' + k % 26);
+                struct iovec iov = {.iov_base = buf, .iov_len = n};
+                struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+                long r = sendmsg(fd, &msg, 0);
+                if (r < 0)
+                    print_errno(errno);
+                else
+                    printf("OK:%ld\n", r);
+                free(buf);
+            }
+            close(fd);
+            i += 3;
+        } else if (!strcmp(op, "race_fdswap")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            swap_tcp = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(swap_tcp, (struct sockaddr *)&ss, len) < 0) {
+                print_errno(errno);
+                i += 5;
+                continue;
+            }
+            inet_addr_of(argv[i + 3], argv[i + 4], &ss);
+            memcpy(&swap_denied, &ss, sizeof swap_denied);
+            swap_udp = socket(AF_INET, SOCK_DGRAM, 0);
+            dup2(swap_tcp, 100);
+            int n = atoi(argv[i + 5]);
+            static char data[] = "swap";
+            struct iovec iov = {.iov_base = data, .iov_len = 4};
+            memset(&swap_msg, 0, sizeof swap_msg);
+            swap_msg.msg_iov = &iov;
+            swap_msg.msg_iovlen = 1;
+            pthread_t t1, t2;
+            atomic_store(&race_stop, 0);
+            pthread_create(&t1, NULL, fd_swapper, NULL);
+            pthread_create(&t2, NULL, name_flipper, NULL);
+            int ok = 0, denied = 0, first = 0;
+            for (int k = 0; k < n; k++) {
+                if (sendmsg(100, &swap_msg, MSG_NOSIGNAL | MSG_DONTWAIT) == 4) {
+                    ok++;
+                } else {
+                    denied++;
+                    if (!first)
+                        first = errno;
+                }
+            }
+            if (getenv("NETOPS_DEBUG"))
+                fprintf(stderr, "first error %s\n", strerrorname_np(first));
+            atomic_store(&race_stop, 1);
+            pthread_join(t1, NULL);
+            pthread_join(t2, NULL);
+            printf("OK:ok=%d,denied=%d\n", ok, denied);
+            close(swap_tcp);
+            close(swap_udp);
+            close(100);
+            i += 5;
         } else if (!strcmp(op, "sleep_ms")) {
             usleep(atoi(argv[i + 1]) * 1000);
             printf("OK\n");
