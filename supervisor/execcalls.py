@@ -22,12 +22,14 @@ The loop hands these notifications here when Engine.checks_exec(syscall). Steps:
      interpreter (read like the kernel reads the first line, resolved in the target's view,
      nested up to 4 levels), and of the process's current executable; and it opens a pidfd of
      the process, so that a later kill cannot hit a process that reused the pid;
-   - after the CONTINUE a trio task polls ``/proc/TGID/exe`` (every 0.5 ms at first, backing off
-     to 5 ms after a second and 250 ms after ten) until it changes; and any notification of the
-     exec-ing thread or of the process is held until the check is done;
-   - the new executable must be one of the noted files, or a file whose path the policy allows
-     (a package upgrade replacing the file is fine); otherwise the process is killed with
-     SIGKILL through the pidfd and ``syscall.killed`` is logged with the reason
+   - after the CONTINUE ``/proc/TGID/exe`` is watched until it changes: by a worker thread
+     every 50 us for the first 200 ms (trio's sleeps are rounded up to milliseconds), then by a
+     trio task every 1 ms, backing off to 5 ms after a second and 250 ms after ten; and any
+     notification of the exec-ing thread or of the process is held until the check is done;
+   - the new executable must be one of the noted files, be at the checked path (a package
+     upgrade replaced the file) or be a file the policy allows; otherwise the process, and every
+     process it forked meanwhile, is stopped and killed (SIGKILL through pidfds, the first taken
+     before the CONTINUE) and ``syscall.killed`` is logged with the reason
      ``exec raced: executed X, checked Y``.
 
    What that leaves (docs/policy.md "Exec rules"): a raced program runs until the poll sees it
