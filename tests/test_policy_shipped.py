@@ -112,8 +112,9 @@ def test_readonly_home_policy() -> None:
 def test_fault_injection_policy() -> None:
     p = load_policy(POLICIES / "fault-injection.toml")
     plan = plan_filter(p)
-    assert {"write", "openat", "fsync", "connect", "clone"} <= plan.notified
-    assert "read" in plan.kernel_decided and p.warnings == ()
+    assert {"write", "openat", "fsync", "connect"} <= plan.notified
+    # Process creation stays in the kernel: a notified fork can fail with EINTR.
+    assert {"read", "clone", "clone3", "fork"} <= plan.kernel_decided and p.warnings == ()
     e = Engine(p)
     # stdin/stdout/stderr never fail; every 20th write to fd >= 3 fails with ENOSPC
     assert all(e.decide(req("write", 1)).action is Action.ALLOW for _ in range(100))
@@ -142,7 +143,3 @@ def test_fault_injection_policy() -> None:
     # connects: about 10% refused
     refused = sum(e.decide(req("connect", 3)).action is Action.FAIL for _ in range(1000))
     assert 50 <= refused <= 150
-    # 256 processes, then EAGAIN
-    forks = [e.decide(req("clone", 0x11)) for _ in range(257)]
-    assert {d.action for d in forks[:256]} == {Action.ALLOW}
-    assert (forks[256].action, forks[256].errno) == (Action.DENY, 11)
