@@ -1,11 +1,11 @@
-"""connect, bind, sendto and sendmsg (and i386 socketcall) under ``address`` rules.
+"""connect, bind, sendto, sendmsg and sendmmsg (and i386 socketcall) under ``address`` rules.
 
 The loop hands these notifications here when the policy has address rules for them. Steps:
 
-1. i386 ``socketcall(call, args)``: calls 2 (bind), 3 (connect), 11 (sendto) and 16 (sendmsg)
-   are decoded (an array of 32-bit values in the target's memory) and decided as those syscalls;
-   other calls are decided by value as ``socketcall``. The filter notifies socketcall whenever an
-   address syscall is notified, so it cannot be used to skip a rule.
+1. i386 ``socketcall(call, args)``: calls 2 (bind), 3 (connect), 11 (sendto), 16 (sendmsg) and
+   20 (sendmmsg) are decoded (an array of 32-bit values in the target's memory) and decided as
+   those syscalls; other calls are decided by value as ``socketcall``. The filter notifies
+   socketcall whenever an address syscall is notified, so it cannot be used to skip a rule.
 2. The sockaddr is read (for sendmsg through the ``struct msghdr``: 56 bytes on x86_64, 28 on
    i386) between ID_VALID checks and parsed by ``supervisor.policy.sockaddr``. The kernel's own
    errnos for a bad length (EINVAL) and an unmapped pointer (EFAULT) are answered here. A unix
@@ -30,9 +30,11 @@ The loop hands these notifications here when the policy has address rules for th
    ADVISORY (resumed with CONTINUE after the check; a thread racing the buffer can change what
    the kernel uses): connect, sendto and sendmsg on unix sockets (performed by the supervisor,
    the server would see the SUPERVISOR's pid, uid and gid in SO_PEERCRED/SCM_CREDENTIALS: worse
-   than the race), and sends on other sockets (SCTP ...). policy check and the load warnings
-   say so. A unix call is resumed only when the target's fd is a unix socket when checked:
-   reaching an inet address takes a second race, swapping the fd.
+   than the race), sends on other sockets (SCTP ...), and sendmmsg (every message's address is
+   decided, one refusal refuses the call; not performed: each msg_len would have to be written
+   back). policy check and the load warnings say so. A unix call is resumed only when the
+   target's fd is a unix socket when checked: reaching an inet address takes a second race,
+   swapping the fd.
 6. A unix path bind is made with the final name relative to the checked parent, so the address
    the kernel records for the socket (getsockname, a peer's getpeername) is that name, not the
    path the target wrote.
@@ -63,6 +65,7 @@ from supervisor.policy.sockaddr import (
     ADDRESS_SYSCALLS,
     AF_UNIX,
     IOVEC,
+    MMSGHDR_SIZE,
     MSGHDR,
     NO_ADDRESS,
     NONE,
@@ -134,6 +137,9 @@ class NetCalls:
                     name, count = entry
                     raw = sup._memory.read_bytes(n.id, n.pid, args[1] & 0xFFFFFFFF, 4 * count)
                     args = unpack_socketcall_args(raw, count)
+                if name == "sendmmsg":
+                    self._sendmmsg(n, arch, args)
+                    return
                 address = self._read_address(n, name, arch, args)
                 if address is not None and address.kind == UNIX:
                     resolved = self._resolve_unix(n, name, address)
@@ -178,20 +184,68 @@ class NetCalls:
             if ptr == 0:
                 return None  # a connected socket: no address to check
         else:  # sendmsg
-            size, _fmt = MSGHDR[arch]
-            hdr = memory.read_bytes(n.id, n.pid, args[1], size)
-            ptr, length = parse_msghdr(hdr, arch)
-            if ptr == 0:
-                return NO_ADDRESS
-            if length < 0:
-                raise _Answer(errno.EINVAL, "bad msg_namelen")
-            if length == 0:
-                return NO_ADDRESS
-            length = min(length, SOCKADDR_STORAGE)
+            return self._msghdr_address(
+                n, memory.read_bytes(n.id, n.pid, args[1], MSGHDR[arch][0]), arch
+            )
         if not 0 <= length <= SOCKADDR_STORAGE:
             raise _Answer(errno.EINVAL, "bad address length")
         raw = memory.read_bytes(n.id, n.pid, ptr, length)
         return parse_sockaddr(raw, name)
+
+    def _msghdr_address(self, n: Notification, hdr: bytes, arch: str) -> SockAddr:
+        """The msg_name of a struct msghdr (NO_ADDRESS when it names none)."""
+        ptr, length = parse_msghdr(hdr, arch)
+        if ptr == 0:
+            return NO_ADDRESS
+        if length < 0:
+            raise _Answer(errno.EINVAL, "bad msg_namelen")
+        if length == 0:
+            return NO_ADDRESS
+        length = min(length, SOCKADDR_STORAGE)
+        return parse_sockaddr(self.sup._memory.read_bytes(n.id, n.pid, ptr, length), "sendmsg")
+
+    def _sendmmsg(self, n: Notification, arch: str, args: tuple[int, ...]) -> None:
+        """sendmmsg: every message's address is decided; the first refusal refuses the whole
+        call (no message is sent); when all are allowed the call is resumed (advisory: the
+        supervisor does not perform it, it would have to write each msg_len back)."""
+        sup = self.sup
+        vlen = min(args[2] & 0xFFFFFFFF, UIO_MAXIOV)
+        size = MMSGHDR_SIZE[arch]
+        request = Request(pid=n.pid, syscall="sendmmsg", arch=arch, args=args)
+        try:
+            vec = self._read(n, args[1], vlen * size)
+            addresses = [
+                self._msghdr_address(n, vec[i : i + size], arch) for i in range(0, len(vec), size)
+            ]
+        except TargetMemoryError as e:
+            sup._reply_error(n, "sendmmsg", e.errno or errno.EFAULT, reason="bad pointer")
+            return
+        except _Answer as e:
+            sup._reply_error(n, "sendmmsg", e.errno, reason=e.reason)
+            return
+        decision = None
+        candidates: list[SockAddr | None] = list(addresses) or [None]  # vlen 0: no address
+        for address in candidates:
+            resolved: Resolved | None = None
+            try:
+                if address is not None and address.kind == UNIX:
+                    try:
+                        resolved = self._resolve_unix(n, "sendmmsg", address)
+                    except _Answer as e:
+                        sup._reply_error(n, "sendmmsg", e.errno, reason=e.reason)
+                        return
+                    address = dataclasses.replace(address, resolved=resolved.full_path)
+            finally:
+                if resolved is not None:
+                    resolved.close()
+            request = Request(pid=n.pid, syscall="sendmmsg", arch=arch, args=args, address=address)
+            if sup.engine.has_budgets:
+                request = sup._budget_facts(n, request)
+            decision = sup.engine.decide(request)
+            if decision.action not in (Action.ALLOW, Action.LOG):
+                break
+        assert decision is not None
+        sup._act(n, request, decision)  # an allow is resumed: advisory
 
     def _resolve_unix(self, n: Notification, name: str, address: SockAddr) -> Resolved:
         """The socket path in the target's view, under its credentials (search permission is

@@ -242,7 +242,7 @@ def test_address_rule_defaults_to_the_address_syscalls() -> None:
     assert rule.syscalls is None
     assert [a.text for a in rule.addresses] == ["10.0.0.0/8"]
     plan = plan_filter(p)
-    assert {"connect", "bind", "sendto", "sendmsg", "socketcall"} <= plan.notified
+    assert {"connect", "bind", "sendto", "sendmsg", "sendmmsg", "socketcall"} <= plan.notified
     assert "socket" not in plan.notified
 
 
@@ -250,7 +250,7 @@ def test_address_rule_with_syscalls_and_groups() -> None:
     p = parse_policy(
         HEAD + '\n[[rule]]\nsyscalls = ["@network-io"]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
     )
-    assert p.rules[0].syscalls == frozenset({"connect", "bind", "sendto", "sendmsg"})
+    assert p.rules[0].syscalls == frozenset({"connect", "bind", "sendto", "sendmsg", "sendmmsg"})
     p = parse_policy(
         HEAD + '\n[[rule]]\nsyscalls = ["connect"]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
     )
@@ -339,7 +339,7 @@ def test_explain_says_what_is_advisory() -> None:
     p = parse_policy(ALLOW_LIST, source="db.toml")
     text = "\n".join(explain(p, plan_filter(p)))
     assert "address in 127.0.0.1:5432 unix:/run/postgresql/.s.PGSQL.5432" in text
-    assert "ADVISORY for: connect, sendmsg, sendto" in text
+    assert "ADVISORY for: connect, sendmmsg, sendmsg, sendto" in text
     assert any("after address inspection are advisory" in w for w in p.warnings)
     assert "bind" not in p.warnings[0].split("are advisory")[0]
 
@@ -365,14 +365,18 @@ def test_shipped_database_client() -> None:
     # send() on the connected socket names no address
     assert decide(engine, "sendto", None)[0] is Action.ALLOW
     plan = plan_filter(p)
-    assert "sendmmsg" in plan.kernel_decided and "io_uring_setup" in plan.kernel_decided
+    assert "sendmmsg" in plan.notified and "io_uring_setup" in plan.kernel_decided
+    assert decide(engine, "sendmmsg", v4("10.0.0.1", 53))[:2] == (Action.DENY, 111)
     assert "socketcall" in plan.notified
 
 
-def test_warning_when_sendmmsg_is_not_refused() -> None:
-    rule = '\n[[rule]]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
+def test_warning_when_no_address_rule_covers_sendmmsg() -> None:
+    rule = '\n[[rule]]\nsyscalls = ["connect"]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
     p = parse_policy(HEAD + rule)
-    assert any("sendmmsg" in w for w in p.warnings)
+    assert any("no address rule applies to sendmmsg" in w for w in p.warnings)
     refused = '\n[[rule]]\nsyscalls = ["sendmmsg"]\naction = "deny"\n'
-    assert not any("sendmmsg" in w for w in parse_policy(HEAD + rule + refused).warnings)
+    warned = "no address rule applies to sendmmsg"
+    assert not any(warned in w for w in parse_policy(HEAD + rule + refused).warnings)
+    everywhere = '\n[[rule]]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
+    assert not any(warned in w for w in parse_policy(HEAD + everywhere).warnings)
     assert not any("sendmmsg" in w for w in parse_policy(HEAD).warnings)

@@ -20,7 +20,7 @@ import pytest
 
 from .run_helpers import POLICIES, Supervise, policy_text, rule, toml_list
 
-NET = ("connect", "bind", "sendto", "sendmsg")
+NET = ("connect", "bind", "sendto", "sendmsg", "sendmmsg")
 
 
 def address_rule(name: str, action: str, addresses: list[str], errno: str | None = None) -> str:
@@ -648,4 +648,32 @@ def test_race_swapping_the_fd_and_the_address_of_a_tcp_sendmsg(
         assert datagrams(bad) == 0, "a datagram reached the denied address"
     finally:
         sink.sock.close()
+        bad.close()
+
+
+def test_sendmmsg_checks_every_message(supervise: Supervise, target_bin) -> None:
+    """Each message's address is decided; one refused refuses the whole call (nothing is sent);
+    all allowed: resumed (advisory)."""
+    good, bad = udp_receiver("127.0.0.1"), udp_receiver("127.0.0.2")
+    try:
+        policy = supervise.policy(
+            policy_text(
+                "t",
+                "allow",
+                address_rule("lo", "allow", ["127.0.0.1"]),
+                address_rule("no-other", "deny", ["0.0.0.0/0"], "EACCES"),
+            )
+        )
+        r = supervise(
+            policy,
+            [target_bin("netops"), "udp_sendmmsg", "127.0.0.1", port(good), "127.0.0.1",
+             port(good), "udp_sendmmsg", "127.0.0.1", port(good), "127.0.0.2", port(bad),
+             "udp_sendmmsg_connected", "127.0.0.1", port(good)],
+        )  # fmt: skip
+        assert r.lines == ["OK:2", "EACCES", "OK:2"], r.explain()
+        assert datagrams(good) == 4 and datagrams(bad) == 0
+        (denied,) = r.named("syscall.denied")
+        assert denied["syscall"] == "sendmmsg" and denied["address"] == f"127.0.0.2:{port(bad)}"
+    finally:
+        good.close()
         bad.close()

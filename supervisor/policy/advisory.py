@@ -91,8 +91,9 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
                 f"{rule.where()}: allows of {summarize(names)} after address inspection are "
                 "advisory for unix sockets (resumed: performed by the supervisor, the server "
                 "would see its credentials), where a thread racing the address buffer and the "
-                "fd table can change what the kernel uses; connect, bind, sendto and sendmsg "
-                "on IPv4/IPv6 sockets are performed by the supervisor"
+                "fd table can change what the kernel uses, and for sendmmsg (each message's "
+                "address checked, then resumed); connect, bind, sendto and sendmsg on IPv4/IPv6 "
+                "sockets are performed by the supervisor"
             )
             continue
         if names:
@@ -102,12 +103,15 @@ def advisory_warnings(rules: tuple[Rule, ...], default: Action) -> tuple[str, ..
                 "racing the path buffer can change what the kernel uses"
                 + exec_note(rule, names & EXEC_SYSCALLS)
             )
-    if any(r.addresses for r in rules) and not _refused(
-        rules_by_syscall(rules).get("sendmmsg", ()), default
+    mmsg = rules_by_syscall(rules).get("sendmmsg", ())
+    if (
+        any(r.addresses for r in rules)
+        and not any(r.addresses for r in mmsg)
+        and not _refused(mmsg, default)
     ):
         out.append(
-            "address rules do not inspect sendmmsg (one address per message): refuse it "
-            '(syscalls = ["sendmmsg"], action = "deny") where destinations matter'
+            "no address rule applies to sendmmsg (one address per message): name it in the "
+            "`syscalls` of the address rules, or refuse it, where destinations matter"
         )
     return tuple(out)
 

@@ -35,15 +35,18 @@ SIN6_LEN_RFC2133 = 24
 SOCKADDR_UN = 110
 
 # The syscalls that take a destination (or local) address, and their i386 socketcall numbers.
-ADDRESS_SYSCALLS: frozenset[str] = frozenset({"connect", "bind", "sendto", "sendmsg"})
+ADDRESS_SYSCALLS: frozenset[str] = frozenset({"connect", "bind", "sendto", "sendmsg", "sendmmsg"})
 SOCKETCALL_CALLS: dict[int, tuple[str, int]] = {
     2: ("bind", 3),
     3: ("connect", 3),
     11: ("sendto", 6),
     16: ("sendmsg", 3),
+    20: ("sendmmsg", 4),
 }
 # struct msghdr: (size, format of msg_name and msg_namelen at offset 0) per ABI.
 MSGHDR: dict[str, tuple[int, str]] = {"x86_64": (56, "<Qi"), "i386": (28, "<Ii")}
+# struct mmsghdr (sendmmsg): a msghdr and an unsigned msg_len, padded.
+MMSGHDR_SIZE: dict[str, int] = {"x86_64": 64, "i386": 32}
 
 # kinds
 INET = "inet"

@@ -34,6 +34,8 @@
  *        connects a TCP socket, then sends N small messages with sendmsg on fd 100 while one
  *        thread swaps fd 100 between the TCP socket and an unconnected UDP socket (dup2) and
  *        another flips msg_name between NULL and the denied address; prints OK:ok=..,denied=..
+ *   udp_sendmmsg ADDR1 PORT1 ADDR2 PORT2   (one sendmmsg of two datagrams; OK:<messages sent>)
+ *   udp_sendmmsg_connected ADDR PORT       (connect, then sendmmsg of two with no msg_name)
  *   sleep_ms N
  *   chdir DIR
  *   dropuid N   (setgroups([]), setresgid(N), setresuid(N): no capabilities left)
@@ -535,6 +537,37 @@ int main(int argc, char **argv)
             close(swap_udp);
             close(100);
             i += 5;
+        } else if (!strcmp(op, "udp_sendmmsg") || !strcmp(op, "udp_sendmmsg_connected")) {
+            int connected = !strcmp(op, "udp_sendmmsg_connected");
+            struct sockaddr_storage ss2;
+            socklen_t len1 = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            socklen_t len2 = connected ? len1 : inet_addr_of(argv[i + 3], argv[i + 4], &ss2);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            if (connected && connect(fd, (struct sockaddr *)&ss, len1) < 0) {
+                print_errno(errno);
+            } else {
+                char d1[] = "mm1", d2[] = "mm2";
+                struct iovec v1 = {.iov_base = d1, .iov_len = 3}, v2 = {.iov_base = d2, .iov_len = 3};
+                struct mmsghdr m[2];
+                memset(m, 0, sizeof m);
+                m[0].msg_hdr.msg_iov = &v1;
+                m[0].msg_hdr.msg_iovlen = 1;
+                m[1].msg_hdr.msg_iov = &v2;
+                m[1].msg_hdr.msg_iovlen = 1;
+                if (!connected) {
+                    m[0].msg_hdr.msg_name = &ss;
+                    m[0].msg_hdr.msg_namelen = len1;
+                    m[1].msg_hdr.msg_name = &ss2;
+                    m[1].msg_hdr.msg_namelen = len2;
+                }
+                int r = sendmmsg(fd, m, 2, 0);
+                if (r < 0)
+                    print_errno(errno);
+                else
+                    printf("OK:%d\n", r);
+            }
+            close(fd);
+            i += connected ? 2 : 4;
         } else if (!strcmp(op, "sleep_ms")) {
             usleep(atoi(argv[i + 1]) * 1000);
             printf("OK\n");
