@@ -116,7 +116,9 @@ class NetCalls:
     def wants(self, name: str) -> bool:
         engine = self.sup.engine
         if name == "socketcall":
-            return any(engine.needs_address(s) for s in ADDRESS_SYSCALLS)
+            # Whenever it is notified: its bind/connect/send calls are decided as those
+            # syscalls (value, log and stateful rules included), not as "socketcall".
+            return True
         return engine.needs_address(name)
 
     def handle(self, n: Notification, name: str) -> None:

@@ -677,3 +677,26 @@ def test_sendmmsg_checks_every_message(supervise: Supervise, target_bin) -> None
     finally:
         good.close()
         bad.close()
+
+
+def test_i386_socketcall_is_decided_as_the_call_it_makes(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    """Without any address rule: a connect rule with a limit (decided by the supervisor) makes
+    socketcall notified, and its connects count as connects."""
+    a = listeners["a"]
+    policy = supervise.policy(
+        policy_text(
+            "t",
+            "allow",
+            '[[rule]]\nname = "once"\nsyscalls = ["connect"]\naction = "allow"\nlimit = 1\n'
+            'over_errno = "ECONNREFUSED"\n',
+        )
+    )
+    r = supervise(
+        policy,
+        [target_bin("netops"), "i386_socketcall", "127.0.0.1", port(a),
+         "i386_socketcall", "127.0.0.1", port(a), "connect4", "127.0.0.1", port(a)],
+    )  # fmt: skip
+    assert r.lines == ["OK", "ECONNREFUSED", "ECONNREFUSED"], r.explain()
+    assert accepted(a) == 1
