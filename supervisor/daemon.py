@@ -1,11 +1,11 @@
 """The supervisor daemon: many targets in one trio process, served through a control socket.
 
 Each target (one listener fd: one filter, a process tree) gets its own ``Supervisor`` — policy,
-engine state, counters, worker-thread limiter — and its own task. The loop hands the CPU back
-every ``loop.BATCH`` notifications, so a target flooding notified syscalls shares the event loop
-round-robin with the others instead of starving them; blocking opens (FIFOs, devices) go to at
-most ``max_blocking_opens`` worker threads *per target*, so one target cannot take the threads
-another needs.
+engine state, counters, worker-thread limiter — and its own task. Each target's loop hands the
+CPU back after every notification (``DaemonConfig.batch``), so a target flooding notified
+syscalls shares the event loop round-robin with the others instead of starving them; blocking
+opens (FIFOs, devices) go to at most ``max_blocking_opens`` worker threads *per target*, so one
+target cannot take the threads another needs.
 
 The control socket speaks the protocol of ``supervisor.control`` (docs/control-protocol.md). Each
 connection is its own task; whatever a client sends, the worst it can do is have its own
@@ -67,6 +67,11 @@ class DaemonConfig:
     max_clients: int = 256
     subscriber_queue: int = 1024  # events buffered per subscriber before it is dropped
     max_blocking_opens: int = 4  # worker threads per target
+    # Notifications of one target handled before the others get a turn: 1 is round-robin per
+    # notification. At 32 (``loop.BATCH``, the embedded `run`'s), a target flooding notified
+    # syscalls made another wait for up to 32 of its decisions (~4 ms) at every call. The price
+    # (bench/README.md): ~30-40% of the throughput when many targets saturate the daemon.
+    batch: int = 1
 
 
 def _noop(*_: Any) -> None:
@@ -469,6 +474,7 @@ class Daemon:
             loaded.policy,
             log=_TargetLog(self, tid, log),
             max_blocking_opens=self.config.max_blocking_opens,
+            batch=self.config.batch,
         )
         target = Target(tid, listener, metadata, sup, time.time(), recovered, peer or {})
         self.targets[tid] = target

@@ -109,8 +109,11 @@ class Supervisor:
         *,
         log: Any | None = None,
         max_blocking_opens: int = 32,
+        batch: int = BATCH,
     ) -> None:
         self.listener = listener
+        # Notifications handled back to back before other tasks (other targets) may run.
+        self.batch = max(1, batch)
         self.policy = policy
         self.engine = Engine(policy)
         self.log = log or structlog.get_logger("seccomp-supervisor")
@@ -170,7 +173,7 @@ class Supervisor:
             if notif is not None:
                 self.handle(notif)
             handled += 1
-            if handled >= BATCH:
+            if handled >= self.batch:
                 handled = 0
                 await trio.lowlevel.checkpoint()
 
