@@ -424,7 +424,12 @@ class Supervisor:
             self.listener.send_continue(n.id)
             return
         path = self._memory.read_string(n.id, n.pid, path_arg)
-        creds = read_creds(n.pid)
+        try:
+            creds = read_creds(n.pid)
+        except OSError:
+            if not self.listener.id_valid(n.id):
+                return  # the thread is gone: nobody to answer
+            raise
         if not self.listener.id_valid(n.id):
             return
         cloexec = bool(flags & O_CLOEXEC)
