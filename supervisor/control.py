@@ -53,8 +53,13 @@ def parse_request(line: bytes) -> dict[str, Any]:
     """One request line (without its newline) → the request object, or ProtocolError."""
     try:
         obj = json.loads(line)
+    except RecursionError:
+        # json's decoder recurses once per nesting level: b"[" * 2000 exhausts the stack.
+        raise ProtocolError("bad_json", "not a JSON line: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError("bad_json", f"not a JSON line: {e}") from None
+    except Exception as e:  # whatever else the decoder may raise is still bad input
+        raise ProtocolError("bad_json", f"not a JSON line: {type(e).__name__}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", "a request is a JSON object")
     v = obj.get("v")
@@ -152,7 +157,10 @@ class Client:
             if len(self._buf) > MAX_REPLY:
                 raise ValueError("answer too long")
         line, self._buf = self._buf.split(b"\n", 1)
-        obj = json.loads(line)
+        try:
+            obj = json.loads(line)
+        except RecursionError:
+            raise ValueError("answer nested too deeply") from None
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         return obj

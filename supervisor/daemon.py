@@ -224,6 +224,11 @@ class PolicyStore:
             policy = parse_policy(text, source=str(path), name=name)
         except PolicyError as e:
             raise RequestError("policy_error", str(e)) from None
+        except Exception as e:  # a parser bug is this file's failure, never the daemon's
+            self.log.error("policy.parser_failed", policy=name, path=str(path), exc_info=e)
+            raise RequestError(
+                "policy_error", f"{path}: cannot be parsed: {type(e).__name__}: {e}"
+            ) from None
         return LoadedPolicy(policy, path, text)
 
     def get(self, name: str) -> LoadedPolicy:
@@ -239,13 +244,14 @@ class PolicyStore:
         for name, old in list(self.loaded.items()):
             try:
                 new = self._read(name)
-            except RequestError as e:
+                if new.text == old.text and new.path == old.path:
+                    continue
+                kernel_part_changed = plan_filter(new.policy) != plan_filter(old.policy)
+            except Exception as e:  # RequestError, or a bug: the old policy stays in force
                 failed[name] = str(e)
                 self.log.error("policy.reload_failed", policy=name, error=str(e))
                 continue
-            if new.text == old.text and new.path == old.path:
-                continue
-            if plan_filter(new.policy) != plan_filter(old.policy):
+            if kernel_part_changed:
                 self.log.warning(
                     "policy.reload_kernel_part_changed",
                     policy=name,
@@ -448,7 +454,10 @@ class Daemon:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
             async for sig in signals:
                 if sig == signal.SIGHUP:
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception as e:  # a reload that fails keeps what is in force
+                        self.log.error("daemon.reload_failed", error=str(e), exc_info=e)
                 else:
                     self.log.info("daemon.signal", signal=signal.Signals(sig).name)
                     self.stop()
@@ -526,10 +535,15 @@ class Daemon:
         self.reloads += 1
         changed, failed = self.policies.reload()
         updated = 0
-        for target in self.targets.values():
+        for target in list(self.targets.values()):
             name = target.metadata["policy"]
             if name in changed:
-                target.supervisor.set_policy(self.policies.loaded[name].policy)
+                try:
+                    target.supervisor.set_policy(self.policies.loaded[name].policy)
+                except Exception as e:  # that target keeps deciding by its old policy
+                    failed[name] = f"target {target.id}: {type(e).__name__}: {e}"
+                    self.log.error("policy.set_failed", target=target.id, policy=name, exc_info=e)
+                    continue
                 updated += 1
         self.log.info("daemon.reloaded", changed=changed, failed=failed, targets_updated=updated)
         return {"changed": changed, "failed": failed, "targets_updated": updated}
@@ -618,6 +632,8 @@ class Daemon:
                             with contextlib.suppress(_Drop):
                                 await self._send(conn, control.error(None, e.code, str(e)))
                         nursery.cancel_scope.cancel()
+            except Exception as e:  # a bug closes this one connection, never the daemon
+                self._internal_error(conn, e)
             finally:
                 control.close_fds(pending)
                 self._connections.discard(conn)
@@ -627,6 +643,21 @@ class Daemon:
             if conn.dropped:
                 self.log.warning("control.dropped", peer_pid=pid, reason=conn.dropped)
                 _send_now(sock, control.error(None, "dropped", conn.dropped))
+
+    def _internal_error(self, conn: _Connection, exc: Exception) -> None:
+        """Last resort for an exception nothing else handled while serving ``conn``: log it
+        with the peer, tell the peer (best effort) and let only this connection close."""
+        inner: BaseException = exc
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        self.log.error(
+            "control.internal_error",
+            peer_pid=conn.pid,
+            peer_uid=conn.uid,
+            error=f"{type(inner).__name__}: {inner}"[:500],
+            exc_info=inner,
+        )
+        _send_now(conn.sock, control.error(None, "internal_error", "internal error; see the log"))
 
     async def _read_requests(
         self, conn: _Connection, nursery: trio.Nursery, pending: list[int]

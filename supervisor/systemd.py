@@ -198,7 +198,10 @@ def read_metadata(fd: int) -> dict[str, Any]:
     if size > MAX_META_BYTES:
         raise ValueError(f"metadata of {size} bytes")
     data = os.pread(fd, size, 0)
-    value = json.loads(data)
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError("metadata nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError("metadata is not a JSON object")
     return value

@@ -109,7 +109,8 @@ def running_daemon(tmp: Path, *extra: str) -> Iterator[DaemonProcess]:
         internal = [
             e
             for e in d.events()
-            if e.get("event") in ("supervisor.internal_error", "target.failed")
+            if e.get("event")
+            in ("supervisor.internal_error", "target.failed", "control.internal_error")
         ]
         assert not internal, internal
 

@@ -43,6 +43,13 @@ requests = st.fixed_dictionaries(
         "name": st.sampled_from(["default", "nope", "/etc/shadow"]) | json_values,
     },
 )
+# Deeper than the JSON decoder's recursion limit (once a RecursionError that killed the daemon).
+nested_lines = st.builds(
+    lambda n, opener, prefix: prefix + opener * n + b"\n",
+    st.integers(500, 30000),
+    st.sampled_from([b"[", b'{"a":', b'[{"x":']),
+    st.sampled_from([b"", b'{"v":1,"id":1,"op":"status","x":', b'{"v":1,"id":1,"op":"attach",']),
+)
 FD_KINDS = ["pipe", "devnull", "socket", "dir", "memfd"]
 
 
@@ -109,7 +116,8 @@ def _exchange(
         | requests.map(lambda r: json.dumps(r).encode() + b"\n")
         | json_values.map(lambda v: json.dumps(v).encode() + b"\n")
         | st.just(b"\n")
-        | st.just(b"{" * 5000),
+        | st.just(b"{" * 5000)
+        | nested_lines,
         max_size=4,
     ),
     fd_kinds=st.lists(st.sampled_from(FD_KINDS), max_size=3),

@@ -569,7 +569,17 @@ def parse_policy(text: str, *, source: str | None = None, name: str | None = Non
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _toml_error(e, source) from None
-    return _Parser(text, source).policy(data, name)
+    except RecursionError:
+        # tomllib recurses once per nesting level: `a = [[[...` deep enough exhausts the stack.
+        raise PolicyError("TOML syntax: arrays or tables nested too deeply", file=source) from None
+    except Exception as e:  # any other failure of the parser is still a bad file, not a crash
+        raise PolicyError(
+            f"TOML syntax: cannot parse: {type(e).__name__}: {e}", file=source
+        ) from None
+    try:
+        return _Parser(text, source).policy(data, name)
+    except RecursionError:
+        raise PolicyError("values nested too deeply", file=source) from None
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
