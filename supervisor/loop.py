@@ -57,7 +57,6 @@ from supervisor.policy import (
     Request,
     path_args,
 )
-from supervisor.policy.argv import EXEC_SYSCALLS
 from supervisor.resolve import PathResolver, Resolved
 
 AT_FDCWD = -100
@@ -89,7 +88,19 @@ class Counters:
     by_syscall: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True, slots=True)
+# How _route() says a notification is handled.
+_UNKNOWN, _PLAIN, _PATHS, _EXEC, _NET = "unknown", "plain", "paths", "exec", "net"
+
+
+@dataclass(slots=True)
+class _Route:
+    name: str
+    arch: str
+    kind: str
+    specs: tuple[PathArg, ...]
+
+
+@dataclass(slots=True)  # not frozen: one per notification (see policy.Request)
 class PathCall:
     """The path arguments of one notification, resolved in the target's view."""
 
@@ -122,6 +133,8 @@ class Supervisor:
         self._names = syscall_names()
         # path_args() of each (syscall, arch) seen: a pure function of static tables.
         self._path_specs: dict[tuple[str, str], tuple[PathArg, ...]] = {}
+        # _route() of each (arch, nr) seen under the current policy.
+        self._routes: dict[tuple[int, int], _Route] = {}
         self._memory = MemoryReader(listener.fileno())
         self._resolver = PathResolver()
         self._threads = trio.CapacityLimiter(max_blocking_opens)
@@ -143,6 +156,7 @@ class Supervisor:
         the counters, token buckets and dice of stateful rules start afresh."""
         self.policy = policy
         self.engine = Engine(policy)
+        self._routes.clear()
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -183,13 +197,40 @@ class Supervisor:
             self.decisions.flush()
 
     # -- one notification -------------------------------------------------------------------
+    def _route(self, key: tuple[int, int]) -> _Route:
+        """How notifications of one (arch, nr) are handled under the current policy: worked out
+        once, not per notification (set_policy() forgets them)."""
+        name = self._names.get(key)
+        arch = arch_name(key[0])
+        if name is None:
+            route = _Route(f"nr{key[1]}", arch, _UNKNOWN, ())
+        elif self._exec.wants(name):
+            route = _Route(name, arch, _EXEC, ())
+        elif name in NET_SYSCALLS and self._net.wants(name):
+            route = _Route(name, arch, _NET, ())
+        elif self.engine.needs_paths(name):
+            route = _Route(name, arch, _PATHS, self._specs(name, arch))
+        else:
+            route = _Route(name, arch, _PLAIN, ())
+        self._routes[key] = route
+        return route
+
+    def _specs(self, name: str, arch: str) -> tuple[PathArg, ...]:
+        specs = self._path_specs.get((name, arch))
+        if specs is None:
+            specs = self._path_specs[(name, arch)] = path_args(name, arch)
+        return specs
+
     def handle(self, n: Notification) -> None:
         counters = self.counters
         counters.notifications += 1
-        name = self._names.get((n.arch, n.nr))
-        if name is None:
+        key = (n.arch, n.nr)
+        route = self._routes.get(key) or self._route(key)
+        name = route.name
+        kind = route.kind
+        if kind is _UNKNOWN:
             # Cannot happen with our filters (only known syscalls are notified); fail closed.
-            self._reply_error(n, f"nr{n.nr}", errno.ENOSYS, reason="unknown syscall")
+            self._reply_error(n, name, errno.ENOSYS, reason="unknown syscall")
             return
         counters.by_syscall[name] += 1
         call: PathCall | None = None
@@ -200,29 +241,23 @@ class Supervisor:
             if pending and n.pid in pending and not self._exec.before_notification(n):
                 self.listener.send_error(n.id, errno.EPERM)
                 return
-            if name in EXEC_SYSCALLS and self._exec.wants(name):
+            if kind is _EXEC:
                 self._exec.handle(n, name)  # exec rules: supervisor/execcalls.py
                 return
-            if name in NET_SYSCALLS and self._net.wants(name):
+            if kind is _NET:
                 self._net.handle(n, name)  # address rules: supervisor/netcalls.py
                 return
-            arch = arch_name(n.arch)
-            engine = self.engine
-            if engine.needs_paths(name):
-                call = self._read_paths(n, name, arch)
+            if kind is _PATHS:
+                call = self._read_paths(n, name, route.arch, route.specs)
                 if call is None:
                     return
-            request = Request(
-                pid=n.pid,
-                syscall=name,
-                arch=arch,
-                args=n.args,
-                paths=call.paths if call else (),
-            )
+                request = Request(n.pid, name, route.arch, n.args, call.paths)
+            else:
+                request = Request(n.pid, name, route.arch, n.args)
+            engine = self.engine
             if engine.has_budgets:
                 request = self._budget_facts(n, request)
-            decision = engine.decide(request)
-            self._act(n, request, decision)
+            self._act(n, request, engine.decide(request))
         except TargetGone:
             pass
         except Exception as e:  # never let one notification take the supervisor down
@@ -237,12 +272,13 @@ class Supervisor:
             if call is not None:
                 call.close()
 
-    def _read_paths(self, n: Notification, name: str, arch: str) -> PathCall | None:
+    def _read_paths(
+        self, n: Notification, name: str, arch: str, specs: tuple[PathArg, ...] | None = None
+    ) -> PathCall | None:
         """Read and resolve every path argument. On failure, answer with the errno the kernel
         would give (an unreadable pointer is EFAULT) and return None."""
-        specs = self._path_specs.get((name, arch))
         if specs is None:
-            specs = self._path_specs[(name, arch)] = path_args(name, arch)
+            specs = self._specs(name, arch)
         resolved: list[Resolved] = []
         try:
             for spec in specs:

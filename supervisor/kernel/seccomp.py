@@ -53,7 +53,8 @@ if (
     raise ImportError("struct seccomp_notif layout differs from the unpack format")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as policy.Request: one is made per notification.
+@dataclass(slots=True)
 class Notification:
     """One notified syscall, as the kernel reported it. ``pid`` is the thread's id."""
 
