@@ -466,8 +466,6 @@ class Supervisor:
             if not self.listener.id_valid(n.id):
                 return  # the thread is gone: nobody to answer
             raise
-        if not self.listener.id_valid(n.id):
-            return
         cloexec = bool(flags & O_CLOEXEC)
 
         def allowed(final_path: str) -> bool:
@@ -495,6 +493,12 @@ class Supervisor:
             return
         except OSError as e:
             self.listener.send_error(n.id, e.errno or errno.EACCES)
+            return
+        # One ID_VALID after the credentials were read AND the resolver took its handles on
+        # /proc/TID/{root,cwd,fd/N}, before anything with a side effect (O_CREAT, O_TRUNC):
+        # still valid means the tid was not reused, so both were the calling thread's.
+        if not self.listener.id_valid(n.id):
+            prepared.close()
             return
         if prepared.may_block and self._nursery is not None:
             self._nursery.start_soon(self._open_blocking, n, prepared, cloexec)
