@@ -102,6 +102,10 @@ int sv_pidfd_open(int pid, unsigned int flags);
 int sv_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 int sv_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 
+/* ---- kcmp(2) ---- */
+#define KCMP_FILE ...
+int sv_kcmp(int pid1, int pid2, int type, unsigned long idx1, unsigned long idx2);
+
 /* ---- target memory, bracketed by ID_VALID ---- */
 long sv_read_checked(int listener, uint64_t id, int pid, uint64_t addr, void *buf, size_t len);
 long sv_read_string_checked(int listener, uint64_t id, int pid, uint64_t addr, char *buf,
@@ -175,6 +179,7 @@ SOURCE = r"""
 #include <sys/fsuid.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/kcmp.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
@@ -261,6 +266,10 @@ int sv_pidfd_getfd(int pidfd, int targetfd, unsigned int flags) {
 }
 int sv_pidfd_send_signal(int pidfd, int sig, unsigned int flags) {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, flags);
+}
+/* glibc has no wrapper for kcmp(2). */
+int sv_kcmp(int pid1, int pid2, int type, unsigned long idx1, unsigned long idx2) {
+    return syscall(SYS_kcmp, pid1, pid2, type, idx1, idx2);
 }
 
 int sv_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from supervisor._native import ffi, lib
+from supervisor.kernel.kcmp import same_file
 from supervisor.kernel.pidfd import pidfd_getfd, pidfd_open
 from supervisor.kernel.seccomp import ListenerFd
 
@@ -65,10 +66,35 @@ def exec_failure(data: bytes, command: str) -> LaunchError:
     return LaunchError(EXIT_LAUNCHER_FAILED, f"{what}: {os.strerror(err)}")
 
 
+def _own_listeners() -> list[int]:
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == _LISTENER_LINK:
+                fds.append(int(name))
+        except OSError:
+            continue
+    return fds
+
+
+def _inherited(pid: int, child_fd: int, ours: list[int]) -> bool:
+    """Whether the child's listener ``child_fd`` is one of ours, inherited over fork (a process
+    that launched a target before holds its listener; the child has it open until exec)."""
+    for fd in ours:
+        try:
+            if same_file(child_fd, fd, pid, os.getpid()):
+                return True
+        except OSError:
+            continue  # closed since (ours) or gone (the child's): not that one
+    return False
+
+
 def _find_listener(pid: int, err_r: int, timeout: float) -> int:
-    """Wait until the child has installed its filter; return the listener's fd number there."""
+    """Wait until the child has installed its filter; return the listener's fd number there:
+    the one seccomp listener in its fd table that is not a copy of one of ours."""
     deadline = time.monotonic() + timeout
     fd_dir = f"/proc/{pid}/fd"
+    ours = _own_listeners()
     delay = 0.0001
     while True:
         try:
@@ -81,7 +107,9 @@ def _find_listener(pid: int, err_r: int, timeout: float) -> int:
             raise LaunchError(EXIT_LAUNCHER_FAILED, "the child exited before installing its filter")
         for name in os.listdir(fd_dir):
             try:
-                if os.readlink(f"{fd_dir}/{name}") == _LISTENER_LINK:
+                if os.readlink(f"{fd_dir}/{name}") == _LISTENER_LINK and not _inherited(
+                    pid, int(name), ours
+                ):
                     return int(name)
             except FileNotFoundError:
                 continue
