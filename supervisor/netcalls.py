@@ -42,6 +42,7 @@ The loop hands these notifications here when the policy has address rules for th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -59,16 +60,20 @@ from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import PATH_MAX, TargetGone, TargetMemoryError
 from supervisor.kernel.pidfd import PIDFD_THREAD, pidfd_getfd, pidfd_open, pidfd_send_signal
 from supervisor.kernel.seccomp import ListenerFd, Notification
-from supervisor.kernel.sockets import raw_bind, raw_connect, raw_sendmsg
-from supervisor.policy import Action, Decision, Request
+from supervisor.kernel.sockets import raw_bind, raw_connect, raw_sendmsg, raw_setns, raw_socket
+from supervisor.policy import Action, Decision, Request, rules_by_syscall
 from supervisor.policy.sockaddr import (
     ADDRESS_SYSCALLS,
     AF_UNIX,
+    INET,
+    INET6,
+    INVALID,
     IOVEC,
     MMSGHDR_SIZE,
     MSGHDR,
     NO_ADDRESS,
     NONE,
+    OTHER,
     SOCKADDR_STORAGE,
     SOCKETCALL_CALLS,
     UIO_MAXIOV,
@@ -91,6 +96,11 @@ MAX_DATAGRAM = 0xFFFF  # udp_sendmsg, raw_sendmsg, ping: longer is EMSGSIZE
 MAX_CONTROL = 4096
 _BLOCKING_TYPES = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
 MSG_FASTOPEN = 0x20000000
+CLONE_NEWNET = 0x40000000
+# What an allowed i386 socketcall gets when the supervisor can neither resume it (its arguments
+# are in memory, read again by the kernel) nor perform it: a unix connect or send, sendmmsg, a
+# call other than socket decided by argument values.
+SOCKETCALL_REFUSED = errno.EPERM
 
 
 class _Answer(Exception):
@@ -112,6 +122,8 @@ class NetCalls:
 
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
+        self._by_value_of: object = None
+        self._by_value_names: frozenset[str] = frozenset()
 
     def wants(self, name: str) -> bool:
         engine = self.sup.engine
@@ -122,30 +134,33 @@ class NetCalls:
         return engine.needs_address(name)
 
     def handle(self, n: Notification, name: str) -> None:
+        if name == "socketcall":
+            self._socketcall(n)
+            return
+        self._address_call(n, name, arch_name(n.arch), n.args, via_socketcall=False)
+
+    def _address_call(
+        self, n: Notification, name: str, arch: str, args: tuple[int, ...], *, via_socketcall: bool
+    ) -> None:
+        """connect, bind, sendto, sendmsg, sendmmsg (``args`` from socketcall's array when
+        ``via_socketcall``: then nothing allowed is resumed, the kernel would read them again)."""
         sup = self.sup
-        arch = arch_name(n.arch)
-        args: tuple[int, ...] = n.args
         resolved: Resolved | None = None
         try:
             try:
-                if name == "socketcall":
-                    entry = SOCKETCALL_CALLS.get(args[0] & 0xFFFFFFFF)
-                    if entry is None:
-                        request = Request(pid=n.pid, syscall=name, arch=arch, args=args)
-                        if sup.engine.has_budgets:
-                            request = sup._budget_facts(n, request)
-                        sup._act(n, request, sup.engine.decide(request))
-                        return
-                    name, count = entry
-                    raw = sup._memory.read_bytes(n.id, n.pid, args[1] & 0xFFFFFFFF, 4 * count)
-                    args = unpack_socketcall_args(raw, count)
                 if name == "sendmmsg":
-                    self._sendmmsg(n, arch, args)
+                    self._sendmmsg(n, arch, args, via_socketcall)
                     return
                 address = self._read_address(n, name, arch, args)
                 if address is not None and address.kind == UNIX:
                     resolved = self._resolve_unix(n, name, address)
                     address = dataclasses.replace(address, resolved=resolved.full_path)
+                if address is not None and address.kind in (INVALID, OTHER):
+                    # The kernel's errno for an address it cannot use, whatever the policy says.
+                    err = self._kernel_refusal(n, name, args, address)
+                    if err:
+                        sup._reply_error(n, name, err, reason="bad address")
+                        return
             except TargetMemoryError as e:
                 sup._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
                 return
@@ -156,23 +171,177 @@ class NetCalls:
             if sup.engine.has_budgets:  # limit/rate rules count by time, process or user
                 request = sup._budget_facts(n, request)
             decision = sup.engine.decide(request)
-            if decision.action not in (Action.ALLOW, Action.LOG) or address is None:
-                # Refusals; a call with no address read (sendto to NULL: nothing to race).
-                sup._act(n, request, decision)
+            if decision.action not in (Action.ALLOW, Action.LOG):
+                sup._act(n, request, decision)  # refusals
                 return
+            if address is None:
+                if not via_socketcall:
+                    sup._act(n, request, decision)  # sendto to NULL: nothing read, nothing to race
+                    return
+                # socketcall: the NULL was read from memory and the kernel would read it again
+                # after a resume (a racing thread could write a denied address): performed.
+                address = NO_ADDRESS
             if decision.enters is not None:  # a phase change (docs/policy.md "Phases")
                 sup._phase_entered(n, request, decision)
             sup.counters.allowed += 1
             if decision.action is Action.LOG:
                 sup._record("syscall.logged", n, request, decision, level="info")
             if name in SENDS:
-                self._send(n, request, address)
+                self._send(n, request, address, via_socketcall)
                 return
-            self._perform(n, request, decision, address, resolved)
+            self._perform(n, request, decision, address, resolved, via_socketcall)
             resolved = None  # _perform owns it now
         finally:
             if resolved is not None:
                 resolved.close()
+
+    # -- i386 socketcall -----------------------------------------------------------------------
+    def _socketcall(self, n: Notification) -> None:
+        """socketcall(call, args): every call is decided as the syscall it makes, with the
+        arguments read from the array (net/socket.c reads ``nargs[call]`` 32-bit values)."""
+        sup = self.sup
+        arch = arch_name(n.arch)
+        entry = SOCKETCALL_CALLS.get(n.args[0] & 0xFFFFFFFF)
+        if entry is None:
+            # Not a call (the kernel answers EINVAL without reading memory): by value.
+            request = Request(pid=n.pid, syscall="socketcall", arch=arch, args=n.args)
+            if sup.engine.has_budgets:
+                request = sup._budget_facts(n, request)
+            sup._act(n, request, sup.engine.decide(request))
+            return
+        name, count = entry
+        try:
+            raw = sup._memory.read_bytes(n.id, n.pid, n.args[1] & 0xFFFFFFFF, 4 * count)
+        except TargetMemoryError as e:
+            sup._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
+            return
+        args = unpack_socketcall_args(raw, count)
+        if name in ADDRESS_SYSCALLS:
+            self._address_call(n, name, arch, args, via_socketcall=True)
+            return
+        request = Request(pid=n.pid, syscall=name, arch=arch, args=args)
+        if sup.engine.has_budgets:
+            request = sup._budget_facts(n, request)
+        decision = sup.engine.decide(request)
+        if decision.action not in (Action.ALLOW, Action.LOG) or name not in self._by_value():
+            # A refusal; or an allow no argument value decided (no rule on the syscall looks at
+            # one): resumed, whatever the kernel then reads from the array.
+            sup._act(n, request, decision)
+            return
+        # Allowed because of argument values read from memory: never resumed.
+        if decision.enters is not None:
+            sup._phase_entered(n, request, decision)
+        if name != "socket":
+            # Not performed (socketpair would need its fds written back, the others are not
+            # emulated): refused, docs/policy.md "Address rules". The direct i386 syscalls
+            # (socketpair = 360, ...) carry their arguments in registers and are decided by
+            # the kernel.
+            sup._reply_error(n, name, SOCKETCALL_REFUSED, reason="socketcall by value")
+            return
+        sup.counters.allowed += 1
+        if decision.action is Action.LOG:
+            sup._record("syscall.logged", n, request, decision, level="info")
+        self._socket(n, request)
+
+    def _by_value(self) -> frozenset[str]:
+        """The syscalls with a rule that looks at an argument value (for the current engine)."""
+        engine = self.sup.engine
+        if self._by_value_of is not engine:
+            self._by_value_names = frozenset(
+                name
+                for name, rules in rules_by_syscall(engine.policy.rules).items()
+                if any(r.args for r in rules)
+            )
+            self._by_value_of = engine
+        return self._by_value_names
+
+    def _socket(self, n: Notification, request: Request) -> None:
+        """An allowed socketcall(SYS_SOCKET): made here with the checked values, under the
+        target's credentials (CAP_NET_RAW for a raw socket is the target's), in its network
+        namespace (on a worker thread that enters it when it is not ours), and installed in the
+        target with ADDFD (SEND: the fd and the answer in one step)."""
+        sup = self.sup
+        args = request.args
+        domain, kind, protocol = _int32(args[0]), _int32(args[1]), _int32(args[2])
+        cloexec = bool(kind & socket.SOCK_CLOEXEC)
+        kind |= socket.SOCK_CLOEXEC  # ours is always close-on-exec; the target's is newfd_flags
+        try:
+            creds = read_creds(n.pid)
+            netns = os.open(f"/proc/{int(n.pid)}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise TargetGone() from None
+        try:
+            if not sup.listener.id_valid(n.id):
+                raise TargetGone()  # the tid may name another thread by now
+            theirs, ours = os.fstat(netns), os.stat("/proc/thread-self/ns/net")
+            if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+                if sup._nursery is None:
+                    sup._reply_error(n, "socket", errno.EAFNOSUPPORT, reason="network namespace")
+                    return
+                sup._nursery.start_soon(
+                    self._socket_elsewhere, n, netns, (domain, kind, protocol), creds, cloexec
+                )
+                netns = -1  # the task owns it
+                return
+        finally:
+            if netns >= 0:
+                os.close(netns)
+        _install(sup.listener, n, _make_socket(domain, kind, protocol, creds), cloexec)
+
+    async def _socket_elsewhere(
+        self,
+        n: Notification,
+        netns: int,
+        spec: tuple[int, int, int],
+        creds: Creds,
+        cloexec: bool,
+    ) -> None:
+        try:
+            fd = await trio.to_thread.run_sync(
+                _socket_in, netns, spec, creds, limiter=self.sup._threads, abandon_on_cancel=True
+            )
+        finally:
+            os.close(netns)
+        with contextlib.suppress(OSError):  # answered, or the target is gone
+            _install(self.sup.listener, n, fd, cloexec)
+
+    def _kernel_refusal(
+        self, n: Notification, name: str, args: tuple[int, ...], address: SockAddr
+    ) -> int:
+        """For an address that names nothing address rules can match (malformed, or a family
+        the socket cannot use): the errno the kernel gives for it, so that a policy's catch-all
+        deny does not replace EINVAL or EAFNOSUPPORT by its own errno. Found by making the same
+        call with the same bytes on a throwaway socket like the target's (domain, type,
+        protocol; non-blocking, never used again). 0 when the kernel takes the address (then
+        the policy decides): another family's own address (netlink on a netlink socket) is not
+        tried at all, nor are sends on sockets that may ignore or refuse any address
+        (TCP, unix streams)."""
+        sock = self._target_socket(n, _int32(args[0]))
+        try:
+            family, kind, _nonblocking = _socket_info(sock)
+            protocol = _protocol(sock)
+        finally:
+            os.close(sock)
+        if address.kind == OTHER and family not in (socket.AF_INET, socket.AF_INET6, AF_UNIX):
+            return 0
+        if name in SENDS and kind not in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+            return 0
+        probe = raw_socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, protocol)
+        if probe < 0:
+            return 0
+        try:
+            if name == "connect":
+                err = raw_connect(probe, address.raw)
+            elif name == "bind":
+                err = raw_bind(probe, address.raw)
+            else:
+                ret = raw_sendmsg(probe, address.raw, b"", b"", socket.MSG_DONTWAIT)
+                err = -ret if ret < 0 else 0
+        finally:
+            os.close(probe)
+        if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+            return 0  # taken
+        return err
 
     # -- reading -------------------------------------------------------------------------------
     def _read_address(
@@ -206,7 +375,9 @@ class NetCalls:
         length = min(length, SOCKADDR_STORAGE)
         return parse_sockaddr(self.sup._memory.read_bytes(n.id, n.pid, ptr, length), "sendmsg")
 
-    def _sendmmsg(self, n: Notification, arch: str, args: tuple[int, ...]) -> None:
+    def _sendmmsg(
+        self, n: Notification, arch: str, args: tuple[int, ...], via_socketcall: bool = False
+    ) -> None:
         """sendmmsg: every message's address is decided; the first refusal refuses the whole
         call (no message is sent); when all are allowed the call is resumed (advisory: the
         supervisor does not perform it, it would have to write each msg_len back)."""
@@ -247,6 +418,10 @@ class NetCalls:
             if decision.action not in (Action.ALLOW, Action.LOG):
                 break
         assert decision is not None
+        if via_socketcall and decision.action in (Action.ALLOW, Action.LOG):
+            # Resumed, the kernel would read the fd and the vector from socketcall's array again.
+            sup._reply_error(n, "sendmmsg", SOCKETCALL_REFUSED, reason="socketcall sendmmsg")
+            return
         sup._act(n, request, decision)  # an allow is resumed: advisory
 
     def _resolve_unix(self, n: Notification, name: str, address: SockAddr) -> Resolved:
@@ -271,6 +446,7 @@ class NetCalls:
         decision: Decision,
         address: SockAddr,
         resolved: Resolved | None,
+        via_socketcall: bool = False,
     ) -> None:
         sup = self.sup
         listener = sup.listener
@@ -281,14 +457,17 @@ class NetCalls:
             except _Answer as e:
                 listener.send_error(n.id, e.errno)
                 return
+            creds = read_creds(n.pid)
+            if not listener.id_valid(n.id):
+                return  # the tid may name another thread by now
             if request.syscall == "bind":
-                creds = read_creds(n.pid)
-                if not listener.id_valid(n.id):
-                    return  # the tid may name another thread by now
                 _reply(listener, n, _bind(sock, address, resolved, creds))
                 return
             family, kind, nonblocking = _socket_info(sock)
             if address.family == AF_UNIX and family == AF_UNIX:
+                if via_socketcall:
+                    sup._reply_error(n, "connect", SOCKETCALL_REFUSED, reason="socketcall unix")
+                    return
                 # Advisory (see the module doc): resumed. The socket is a unix one, so whatever
                 # a racing thread writes, the kernel reads a unix address. (An AF_UNIX address
                 # given to another socket is performed below: the kernel then refuses OUR copy
@@ -296,10 +475,10 @@ class NetCalls:
                 listener.send_continue(n.id)
                 return
             if not nonblocking and kind in _BLOCKING_TYPES and sup._nursery is not None:
-                sup._nursery.start_soon(self._connect_blocking, n, sock, address.raw)
+                sup._nursery.start_soon(self._connect_blocking, n, sock, address.raw, creds)
                 sock = -1  # the task owns it
                 return
-            _reply(listener, n, raw_connect(sock, address.raw))
+            _reply(listener, n, _connect(sock, address.raw, creds))
         finally:
             if sock >= 0:
                 os.close(sock)
@@ -333,14 +512,21 @@ class NetCalls:
             raise _Answer(errno.ENOTSOCK, "not a socket")
         return sock
 
-    def _send(self, n: Notification, request: Request, address: SockAddr) -> None:
+    def _send(
+        self, n: Notification, request: Request, address: SockAddr, via_socketcall: bool = False
+    ) -> None:
         """An allowed sendto/sendmsg on an IPv4/IPv6 socket: performed with a copy of the data.
 
-        Datagram and raw sockets: at most 64 KiB (longer is EMSGSIZE, as from the kernel). TCP:
-        up to 64 KiB is performed (a blocking send that cannot finish at once finishes on a
-        worker thread); a longer one is resumed, which is safe: a racing thread that swaps the
-        fd for a datagram or raw socket gets EMSGSIZE from the kernel. Other sockets (unix,
-        SCTP, ...) are resumed: advisory (see the module doc)."""
+        TCP (SO_PROTOCOL of our copy, the very socket we send on): at most 64 KiB per call, a
+        short count being a stream send's right; a blocking send that cannot finish at once
+        finishes on a worker thread. Never resumed: a resumed call would let a racing thread
+        swap another socket in for the fd (dup2) and rewrite msg_name. Any other IPv4/IPv6
+        socket (UDP, raw, ping, SCTP, which uses the address also when SOCK_STREAM): the whole
+        message, at most 64 KiB, longer is EMSGSIZE. A non-unix address given to a unix socket
+        is performed too: the kernel refuses it on our copy and nothing is sent. Other unix
+        sends and sends on other families are resumed: advisory (see the module doc), and
+        refused when they came through i386 socketcall (the kernel would read the fd and the
+        address from memory again)."""
         sup = self.sup
         listener = sup.listener
         args = request.args
@@ -353,14 +539,21 @@ class NetCalls:
                 return
             family, kind, nonblocking = _socket_info(sock)
             flags = _int32(args[3] if request.syscall == "sendto" else args[2])
-            stream = kind == socket.SOCK_STREAM
-            if family not in (socket.AF_INET, socket.AF_INET6) or kind not in (
-                socket.SOCK_DGRAM,
-                socket.SOCK_RAW,
-                socket.SOCK_STREAM,
-            ):
+            inet = family in (socket.AF_INET, socket.AF_INET6)
+            refused_by_unix = (
+                family == AF_UNIX
+                and kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)
+                and address.kind in (INET, INET6)
+            )
+            if not inet and not refused_by_unix:
+                if via_socketcall:
+                    sup._reply_error(
+                        n, request.syscall, SOCKETCALL_REFUSED, reason="socketcall unix send"
+                    )
+                    return
                 listener.send_continue(n.id)  # advisory
                 return
+            stream = inet and kind == socket.SOCK_STREAM and _protocol(sock) == socket.IPPROTO_TCP
             try:
                 data, control, total = self._gather(n, request)
             except TargetMemoryError as e:
@@ -369,16 +562,11 @@ class NetCalls:
             except _Answer as e:
                 listener.send_error(n.id, e.errno)
                 return
-            if total > MAX_DATAGRAM:
-                if not stream:
-                    listener.send_error(n.id, errno.EMSGSIZE)
-                    return
-                if not flags & MSG_FASTOPEN:
-                    listener.send_continue(n.id)  # safe: see the docstring
-                    return
-                # MSG_FASTOPEN connects to the address: send the first 64 KiB (a short count
-                # is a stream send's right).
-            creds = read_creds(n.pid) if control else None  # SO_MARK needs CAP_NET_ADMIN ...
+            if total > MAX_DATAGRAM and not stream:
+                listener.send_error(n.id, errno.EMSGSIZE)
+                return
+            # TCP past 64 KiB (MSG_FASTOPEN included): the first 64 KiB are sent.
+            creds = read_creds(n.pid)  # SO_MARK needs CAP_NET_ADMIN ...
             if not listener.id_valid(n.id):
                 return
             name = None if address.kind == NONE else address.raw
@@ -453,10 +641,10 @@ class NetCalls:
             _sigpipe(n.pid)
         _reply_count(self.sup.listener, n, ret)
 
-    async def _connect_blocking(self, n: Notification, sock: int, raw: bytes) -> None:
+    async def _connect_blocking(self, n: Notification, sock: int, raw: bytes, creds: Creds) -> None:
         try:
             err = await trio.to_thread.run_sync(
-                raw_connect, sock, raw, limiter=self.sup._threads, abandon_on_cancel=True
+                _connect, sock, raw, creds, limiter=self.sup._threads, abandon_on_cancel=True
             )
         finally:
             os.close(sock)
@@ -470,6 +658,62 @@ def _socket_info(sock: int) -> tuple[int, int, bool]:
         return int(s.family), int(s.type), bool(fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK)
     finally:
         s.detach()
+
+
+def _protocol(sock: int) -> int:
+    """SO_PROTOCOL of our copy of the target's socket (IPPROTO_TCP, IPPROTO_SCTP, ...)."""
+    s = socket.socket(fileno=sock)
+    try:
+        return s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+    finally:
+        s.detach()
+
+
+def _connect(sock: int, raw: bytes, creds: Creds) -> int:
+    """connect(2) under the target's credentials (an LSM hook, a netfilter owner match, a
+    unix path's permissions see the target's ids, not the supervisor's)."""
+    with as_creds(creds):
+        return raw_connect(sock, raw)
+
+
+def _make_socket(domain: int, kind: int, protocol: int, creds: Creds) -> int:
+    """socket(2) under the target's credentials: our fd, or -errno."""
+    with as_creds(creds):
+        return raw_socket(domain, kind, protocol)
+
+
+def _socket_in(netns: int, spec: tuple[int, int, int], creds: Creds) -> int:
+    """On a worker thread: socket(2) in the network namespace ``netns`` (a namespace is per
+    thread: setns acts on the caller only), then back to the thread's own. A thread that cannot
+    go back aborts the supervisor rather than serve from the target's namespace."""
+    try:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        return -(e.errno or errno.EAFNOSUPPORT)
+    try:
+        err = raw_setns(netns, CLONE_NEWNET)
+        if err:
+            return -err
+        try:
+            return _make_socket(*spec, creds)
+        finally:
+            if raw_setns(own, CLONE_NEWNET):
+                os.abort()
+    finally:
+        os.close(own)
+
+
+def _install(listener: ListenerFd, n: Notification, fd: int, cloexec: bool) -> None:
+    """Answer with ``fd`` installed in the target (ADDFD with SEND), or with the -errno."""
+    if fd < 0:
+        listener.send_error(n.id, -fd)
+        return
+    try:
+        listener.send_fd(n.id, fd, cloexec=cloexec)
+    except OSError as e:
+        listener.send_error(n.id, e.errno or errno.EMFILE)  # e.g. EMFILE in the target
+    finally:
+        os.close(fd)
 
 
 def _bind(sock: int, address: SockAddr, resolved: Resolved | None, creds: Creds) -> int:

@@ -339,9 +339,39 @@ def test_explain_says_what_is_advisory() -> None:
     p = parse_policy(ALLOW_LIST, source="db.toml")
     text = "\n".join(explain(p, plan_filter(p)))
     assert "address in 127.0.0.1:5432 unix:/run/postgresql/.s.PGSQL.5432" in text
-    assert "ADVISORY for: connect, sendmmsg, sendmsg, sendto" in text
-    assert any("after address inspection are advisory" in w for w in p.warnings)
-    assert "bind" not in p.warnings[0].split("are advisory")[0]
+    line = next(ln for ln in text.splitlines() if ln.startswith("db "))
+    # connect and the sends are performed on IPv4/IPv6 sockets, resumed on unix ones; sendmmsg
+    # is always resumed; bind is always performed (not advisory at all).
+    assert line.endswith(
+        "performed for IPv4/IPv6; ADVISORY on unix sockets (sends also on SCTP and other "
+        "non-TCP/UDP/raw sockets) for: connect, sendmsg, sendto; ADVISORY for: sendmmsg "
+        "(resumed after the check)"
+    ), line
+    warning = next(w for w in p.warnings if w.startswith("rule 'db'"))
+    assert (
+        "allows of connect, sendmsg, sendto after address inspection are performed by the "
+        "supervisor on IPv4/IPv6 sockets, but ADVISORY on unix sockets" in warning
+    )
+    assert "allows of sendmmsg are ADVISORY" in warning and "bind" not in warning
+
+
+def test_address_advisory_names_only_the_rules_syscalls() -> None:
+    """A connect-only rule says nothing of sends or sendmmsg; a rule without `syscalls` lists
+    sendmmsg among the syscalls it applies to."""
+    connect_only = (
+        '\n[[rule]]\nsyscalls = ["connect"]\naddress = ["10.0.0.0/8"]\naction = "allow"\n'
+    )
+    p = parse_policy(HEAD + connect_only)
+    warning = next(w for w in p.warnings if w.startswith("rule 'rule-1'"))
+    assert "sendmmsg" not in warning and "sends" not in warning and "connect" in warning
+    line = explain(p, plan_filter(p))[1]
+    assert line.endswith("performed for IPv4/IPv6; ADVISORY on unix sockets for: connect"), line
+    everything = '\n[[rule]]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
+    p = parse_policy(HEAD + everything)
+    assert (
+        "connect bind sendto sendmsg sendmmsg address in 10.0.0.0/8"
+        in explain(p, plan_filter(p))[1]
+    )
 
 
 def test_shipped_database_client() -> None:
@@ -380,3 +410,39 @@ def test_warning_when_no_address_rule_covers_sendmmsg() -> None:
     everywhere = '\n[[rule]]\naddress = ["10.0.0.0/8"]\naction = "deny"\n'
     assert not any(warned in w for w in parse_policy(HEAD + everywhere).warnings)
     assert not any("sendmmsg" in w for w in parse_policy(HEAD).warnings)
+
+
+@pytest.mark.parametrize(
+    ("rules", "notified"),
+    [
+        # a conditioned socket rule: libseccomp would drop the condition on the socketcall path
+        ('syscalls = ["socket"]\nargs = [{ arg = 0, op = "==", value = "AF_INET" }]\n'
+         'action = "deny"\n', True),
+        ('syscalls = ["setsockopt"]\nargs = [{ arg = 1, op = "==", value = 1 }]\n'
+         'action = "deny"\n', True),
+        # no condition: libseccomp's own socketcall rule on the call number is exact
+        ('syscalls = ["socket"]\naction = "deny"\n', False),
+        ('syscalls = ["listen"]\naction = "log"\n', True),  # notified: decided as listen
+        ('syscalls = ["mkdir"]\nargs = [{ arg = 1, op = "==", value = 0 }]\n'
+         'action = "deny"\n', False),
+    ],
+)  # fmt: skip
+def test_socketcall_notified_for_conditioned_socket_rules(rules: str, notified: bool) -> None:
+    p = parse_policy(HEAD + "\n[[rule]]\n" + rules)
+    plan = plan_filter(p)
+    assert ("socketcall" in plan.notified) is notified
+    socketcall_rules = [r for r in plan.rules if r.syscall == "socketcall"]
+    if notified:
+        assert [r.action.kind for r in socketcall_rules] == ["notify"]
+        assert not socketcall_rules[0].conditions
+
+
+def test_socketcall_table_is_the_kernels() -> None:
+    """net/socket.c nargs[]: how many 32-bit arguments each call reads (in bytes / 4)."""
+    from supervisor.policy.sockaddr import SOCKETCALL_CALLS
+
+    nargs = [0, 3, 3, 3, 2, 3, 3, 3, 4, 4, 4, 6, 6, 2, 5, 5, 3, 3, 4, 5, 4]
+    assert sorted(SOCKETCALL_CALLS) == list(range(1, 21))
+    assert [SOCKETCALL_CALLS[c][1] for c in range(1, 21)] == nargs[1:]
+    assert SOCKETCALL_CALLS[1][0] == "socket" and SOCKETCALL_CALLS[8][0] == "socketpair"
+    assert SOCKETCALL_CALLS[9][0] == "sendto" and SOCKETCALL_CALLS[10][0] == "recvfrom"

@@ -1,4 +1,6 @@
-"""connect(2), bind(2) and sendmsg(2) with the exact bytes, for calls performed for the target.
+"""socket(2), connect(2), bind(2) and sendmsg(2) with the exact bytes, for calls performed for
+the target, and setns(2) for a worker thread that creates a socket in the target's network
+namespace.
 
 Python's socket module rebuilds a sockaddr from a tuple; an emulated call must pass the bytes the
 policy checked (including malformed ones, so that the target gets the kernel's own errno). cffi
@@ -25,6 +27,8 @@ _ffi.cdef(
     int connect(int sockfd, const char *addr, unsigned int addrlen);
     int bind(int sockfd, const char *addr, unsigned int addrlen);
     long sendmsg(int sockfd, const struct msghdr *msg, int flags);
+    int socket(int domain, int type, int protocol);
+    int setns(int fd, int nstype);
     """
 )
 _libc: Any = _ffi.dlopen(None)
@@ -65,3 +69,19 @@ def raw_sendmsg(fd: int, name: bytes | None, data: bytes, control: bytes, flags:
     if ret < 0:
         return -int(_ffi.errno)
     return ret
+
+
+def raw_socket(domain: int, kind: int, protocol: int) -> int:
+    """socket(domain, kind, protocol): the new fd, or -errno."""
+    fd = int(_libc.socket(domain, kind, protocol))
+    if fd < 0:
+        return -int(_ffi.errno)
+    return fd
+
+
+def raw_setns(fd: int, nstype: int) -> int:
+    """setns(fd, nstype) for the calling thread only (a network namespace is per thread): 0 or
+    the errno."""
+    if int(_libc.setns(fd, nstype)) == 0:
+        return 0
+    return int(_ffi.errno)

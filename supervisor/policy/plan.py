@@ -23,6 +23,10 @@ argument is notified too (libseccomp cannot express it).
 The filter default is the policy default mapped (allow → allow, deny → errno(default_errno),
 kill → kill, log → notify). KernelRules are emitted only where a syscall's action differs from
 the filter default, plus the conditioned ones. Syscalls the policy never names get the default.
+
+i386 socketcall is notified whole when a syscall it multiplexes is notified or has a conditioned
+kernel rule (libseccomp would drop the conditions on the socketcall path); the supervisor then
+decides each call as the syscall it makes.
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .advisory import EXEC_SYSCALLS, advisory_syscalls, summarize
+from .advisory import (
+    EXEC_SYSCALLS,
+    address_advisory_text,
+    advisory_syscalls,
+    o_path_syscalls,
+    summarize,
+)
 from .constants import errno_name
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
-from .sockaddr import ADDRESS_SYSCALLS
+from .sockaddr import SOCKETCALL_SYSCALLS
 from .syscalls import KNOWN_SYSCALLS
 
 
@@ -146,10 +156,16 @@ def plan_filter(policy: Policy) -> FilterPlan:
             notified.add(name)
         else:
             decided.add(name)
-    if notified & ADDRESS_SYSCALLS and "socketcall" not in notified:
-        # i386 socketcall reaches bind, connect, sendto and sendmsg with their arguments in
-        # memory: the supervisor decodes it (supervisor/netcalls.py) and decides its other calls
-        # by value, as the kernel would have.
+    if "socketcall" not in notified and (
+        notified & SOCKETCALL_SYSCALLS
+        or any(r.conditions and r.syscall in SOCKETCALL_SYSCALLS for r in out)
+    ):
+        # i386 socketcall(call, args) passes the arguments of socket, bind, connect ... in
+        # memory. libseccomp turns a rule on one of them into a socketcall rule on the call
+        # number and drops its argument conditions (`allow socket if arg0 == AF_UNIX` would
+        # allow every family through socketcall), and a notified one would be decided as
+        # "socketcall". So the supervisor takes socketcall whole: it reads the arguments and
+        # decides each call as the syscall it makes (supervisor/netcalls.py), by every rule.
         out = [r for r in out if r.syscall != "socketcall"]
         decided.discard("socketcall")
         notified.add("socketcall")
@@ -163,7 +179,11 @@ def _describe_match(rule: Rule) -> str:
     if rule.spec:
         parts.append(" ".join(rule.spec))
     else:
-        parts.append("connect bind sendto sendmsg" if rule.addresses else "any path syscall")
+        parts.append(
+            "connect bind sendto sendmsg sendmmsg" if rule.addresses else "any path syscall"
+        )
+    if rule.twins:
+        parts.append(f"(and i386 {' '.join(sorted(rule.twins))})")
     if rule.args:
         parts.append("if " + " and ".join(c.describe() for c in rule.args))
     if rule.addresses:
@@ -215,6 +235,7 @@ def _describe_rule_action(rule: Rule) -> str:
 def explain(policy: Policy, plan: FilterPlan) -> list[str]:
     """Lines for ``seccomp-supervisor policy check``: one per rule, the default, the warnings."""
     advisory = advisory_syscalls(policy.rules, policy.default)
+    o_path = o_path_syscalls(policy.rules, policy.default)
     lines = [f"policy {policy.name!r}" + (f" ({policy.source})" if policy.source else "")]
     for rule in policy.rules:
         names = rule_syscalls(rule)
@@ -231,7 +252,9 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
             f"{rule.name} (line {line}): {_describe_match(rule)} -> "
             f"{_describe_rule_action(rule)} [{where}]"
         )
-        if rule.name in advisory:
+        if rule.name in advisory and rule.addresses:
+            text += " " + address_advisory_text(advisory[rule.name])
+        elif rule.name in advisory:
             names = advisory[rule.name]
             execs = names & EXEC_SYSCALLS
             if names - execs:
@@ -241,6 +264,10 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
                 text += f" VERIFIED AFTER EXEC (kill on mismatch): {summarize(execs)}"
                 if rule.argv:
                     text += "; argv ADVISORY"
+        if rule.name in o_path:
+            text += (
+                f" O_PATH opens ADVISORY (resumed after the check): {summarize(o_path[rule.name])}"
+            )
         lines.append(text)
     if policy.phases:
         lines.append(

@@ -34,15 +34,40 @@ SOCKADDR_IN = 16
 SIN6_LEN_RFC2133 = 24
 SOCKADDR_UN = 110
 
-# The syscalls that take a destination (or local) address, and their i386 socketcall numbers.
+# The syscalls that take a destination (or local) address.
 ADDRESS_SYSCALLS: frozenset[str] = frozenset({"connect", "bind", "sendto", "sendmsg", "sendmmsg"})
+# i386 socketcall(call, args): every call (net/socket.c), as (the syscall it is decided as, how
+# many 32-bit arguments the kernel reads from ``args``). SYS_SEND and SYS_RECV are sendto and
+# recvfrom with a NULL address (what the kernel runs; x86_64 has no send/recv either), SYS_ACCEPT
+# is accept. A call outside 1-20 is EINVAL before the kernel reads anything.
 SOCKETCALL_CALLS: dict[int, tuple[str, int]] = {
+    1: ("socket", 3),
     2: ("bind", 3),
     3: ("connect", 3),
+    4: ("listen", 2),
+    5: ("accept", 3),
+    6: ("getsockname", 3),
+    7: ("getpeername", 3),
+    8: ("socketpair", 4),
+    9: ("sendto", 4),  # SYS_SEND
+    10: ("recvfrom", 4),  # SYS_RECV
     11: ("sendto", 6),
+    12: ("recvfrom", 6),
+    13: ("shutdown", 2),
+    14: ("setsockopt", 5),
+    15: ("getsockopt", 5),
     16: ("sendmsg", 3),
+    17: ("recvmsg", 3),
+    18: ("accept4", 4),
+    19: ("recvmmsg", 5),
     20: ("sendmmsg", 4),
 }
+SYS_SOCKET = 1
+SYS_SOCKETPAIR = 8
+# The syscalls socketcall reaches: libseccomp turns a kernel rule on one of them into a socketcall
+# rule on its call number, but drops the rule's argument conditions (they are in memory), so a
+# conditioned rule on any of them makes the plan notify socketcall (supervisor/policy/plan.py).
+SOCKETCALL_SYSCALLS: frozenset[str] = frozenset(name for name, _ in SOCKETCALL_CALLS.values())
 # struct msghdr: (size, format of msg_name and msg_namelen at offset 0) per ABI.
 MSGHDR: dict[str, tuple[int, str]] = {"x86_64": (56, "<Qi"), "i386": (28, "<Ii")}
 # struct mmsghdr (sendmmsg): a msghdr and an unsigned msg_len, padded.

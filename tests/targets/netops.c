@@ -34,6 +34,21 @@
  *        connects a TCP socket, then sends N small messages with sendmsg on fd 100 while one
  *        thread swaps fd 100 between the TCP socket and an unconnected UDP socket (dup2) and
  *        another flips msg_name between NULL and the denied address; prints OK:ok=..,denied=..
+ *   race_fdswap_unix TCP_ADDR TCP_PORT UNIX_PATH LEN N
+ *        the same with an unbound AF_UNIX SOCK_DGRAM socket swapped in, msg_name flipping
+ *        between TCP_ADDR:TCP_PORT and UNIX_PATH, and sends of LEN bytes; ok counts sends that
+ *        returned a count
+ *   i386_socket FAMILY TYPE   (socketcall SYS_SOCKET = 1; TYPE a number, flags included;
+ *        OK:domain=<SO_DOMAIN>,type=<SO_TYPE>,cloexec=<0|1>,nonblock=<0|1>)
+ *   i386_socket_bind PORT     (an AF_INET SOCK_DGRAM socket from socketcall, bound to
+ *        127.0.0.1:PORT with the x86_64 bind: shows which network namespace it is in)
+ *   race_i386_socket ALLOWED_FAMILY DENIED_FAMILY N
+ *        a thread flips the family in socketcall's argument array while the main thread makes
+ *        N sockets; prints OK:ok=<made>,denied=<refused>,wrong=<made with DENIED_FAMILY>
+ *   race_i386_send_null ALLOWED_ADDR ALLOWED_PORT DENIED_ADDR DENIED_PORT N
+ *        UDP connected to ALLOWED: socketcall SYS_SENDTO with a NULL address while a thread
+ *        writes the denied address and its length into the argument array; OK:ok=..,denied=..
+ *   unshare_net               (unshare(CLONE_NEWNET))
  *   udp_sendmmsg ADDR1 PORT1 ADDR2 PORT2   (one sendmmsg of two datagrams; OK:<messages sent>)
  *   udp_sendmmsg_connected ADDR PORT       (connect, then sendmmsg of two with no msg_name)
  *   sleep_ms N
@@ -56,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <sys/socket.h>
@@ -175,6 +191,51 @@ static void *name_flipper(void *arg)
             ;
         swap_msg.msg_name = NULL;
         swap_msg.msg_namelen = 0;
+        __asm__ volatile("" ::: "memory");
+        for (volatile int i = 0; i < 50; i++)
+            ;
+    }
+    return NULL;
+}
+
+static volatile unsigned int *flip_word;
+static unsigned int flip_a, flip_b;
+static volatile unsigned int *flip_word2;
+static unsigned int flip_a2, flip_b2;
+
+/* Flips one (or two) 32-bit words of an i386 socketcall argument array. */
+static void *word_flipper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        *flip_word = flip_b;
+        if (flip_word2)
+            *flip_word2 = flip_b2;
+        for (volatile int i = 0; i < 50; i++)
+            ;
+        *flip_word = flip_a;
+        if (flip_word2)
+            *flip_word2 = flip_a2;
+        for (volatile int i = 0; i < 50; i++)
+            ;
+    }
+    return NULL;
+}
+
+static struct sockaddr_in swap_allowed;
+static struct sockaddr_un swap_unix;
+
+static void *name_flipper_unix(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        swap_msg.msg_name = &swap_unix;
+        swap_msg.msg_namelen = sizeof swap_unix;
+        __asm__ volatile("" ::: "memory");
+        for (volatile int i = 0; i < 50; i++)
+            ;
+        swap_msg.msg_name = &swap_allowed;
+        swap_msg.msg_namelen = sizeof swap_allowed;
         __asm__ volatile("" ::: "memory");
         for (volatile int i = 0; i < 50; i++)
             ;
@@ -537,6 +598,152 @@ int main(int argc, char **argv)
             close(swap_udp);
             close(100);
             i += 5;
+        } else if (!strcmp(op, "race_fdswap_unix")) {
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], &ss);
+            swap_tcp = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(swap_tcp, (struct sockaddr *)&ss, len) < 0) {
+                print_errno(errno);
+                i += 5;
+                continue;
+            }
+            memcpy(&swap_allowed, &ss, sizeof swap_allowed);
+            unix_addr_of(argv[i + 3], 0, &swap_unix);
+            swap_udp = socket(AF_UNIX, SOCK_DGRAM, 0);
+            int sndbuf = 1 << 20;
+            setsockopt(swap_udp, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+            dup2(swap_tcp, 100);
+            size_t size = strtoul(argv[i + 4], NULL, 10);
+            int n = atoi(argv[i + 5]);
+            char *data = calloc(1, size);
+            struct iovec iov = {.iov_base = data, .iov_len = size};
+            memset(&swap_msg, 0, sizeof swap_msg);
+            swap_msg.msg_iov = &iov;
+            swap_msg.msg_iovlen = 1;
+            swap_msg.msg_name = &swap_allowed;
+            swap_msg.msg_namelen = sizeof swap_allowed;
+            pthread_t t1, t2;
+            atomic_store(&race_stop, 0);
+            pthread_create(&t1, NULL, fd_swapper, NULL);
+            pthread_create(&t2, NULL, name_flipper_unix, NULL);
+            int ok = 0, denied = 0;
+            for (int k = 0; k < n; k++) {
+                if (sendmsg(100, &swap_msg, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+                    ok++;
+                else
+                    denied++;
+            }
+            atomic_store(&race_stop, 1);
+            pthread_join(t1, NULL);
+            pthread_join(t2, NULL);
+            printf("OK:ok=%d,denied=%d\n", ok, denied);
+            free(data);
+            close(swap_tcp);
+            close(swap_udp);
+            close(100);
+            i += 5;
+        } else if (!strcmp(op, "i386_socket") || !strcmp(op, "i386_socket_bind")) {
+            int bind_lo = !strcmp(op, "i386_socket_bind");
+            unsigned int *args = low_page();
+            args[0] = bind_lo ? AF_INET : (unsigned int)strtoul(argv[i + 1], NULL, 0);
+            args[1] = bind_lo ? SOCK_DGRAM : (unsigned int)strtoul(argv[i + 2], NULL, 0);
+            args[2] = 0;
+            long fd = int80(102, 1, (long)(uintptr_t)args, 0);
+            if (fd < 0 && fd > -4096) {
+                print_errno((int)-fd);
+            } else if (bind_lo) {
+                inet_addr_of("127.0.0.1", argv[i + 1], &ss);
+                print_status(bind(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)));
+            } else {
+                int domain = -1, type = -1;
+                socklen_t l = sizeof domain;
+                getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l);
+                l = sizeof type;
+                getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
+                int fdflags = fcntl(fd, F_GETFD), flflags = fcntl(fd, F_GETFL);
+                printf("OK:domain=%d,type=%d,cloexec=%d,nonblock=%d\n", domain, type,
+                       !!(fdflags & FD_CLOEXEC), !!(flflags & O_NONBLOCK));
+            }
+            if (fd >= 0)
+                close(fd);
+            munmap(args, 4096);
+            i += bind_lo ? 1 : 2;
+        } else if (!strcmp(op, "race_i386_socket")) {
+            unsigned int *args = low_page();
+            int good = atoi(argv[i + 1]), bad = atoi(argv[i + 2]), n = atoi(argv[i + 3]);
+            args[0] = good;
+            args[1] = SOCK_DGRAM;
+            args[2] = 0;
+            flip_word = &args[0];
+            flip_a = good;
+            flip_b = bad;
+            flip_word2 = NULL;
+            pthread_t t;
+            atomic_store(&race_stop, 0);
+            pthread_create(&t, NULL, word_flipper, NULL);
+            int ok = 0, denied = 0, wrong = 0;
+            for (int k = 0; k < n; k++) {
+                long fd = int80(102, 1, (long)(uintptr_t)args, 0);
+                if (fd < 0 && fd > -4096) {
+                    denied++;
+                    continue;
+                }
+                ok++;
+                int domain = -1;
+                socklen_t l = sizeof domain;
+                getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l);
+                if (domain == bad)
+                    wrong++;
+                close(fd);
+            }
+            atomic_store(&race_stop, 1);
+            pthread_join(t, NULL);
+            printf("OK:ok=%d,denied=%d,wrong=%d\n", ok, denied, wrong);
+            munmap(args, 4096);
+            i += 3;
+        } else if (!strcmp(op, "race_i386_send_null")) {
+            char *low = low_page();
+            socklen_t len = inet_addr_of(argv[i + 1], argv[i + 2], (struct sockaddr_storage *)low);
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            if (connect(fd, (struct sockaddr *)low, len) < 0) {
+                print_errno(errno);
+                i += 5;
+                continue;
+            }
+            inet_addr_of(argv[i + 3], argv[i + 4], (struct sockaddr_storage *)(low + 128));
+            int n = atoi(argv[i + 5]);
+            char *data = low + 512;
+            memcpy(data, "null", 4);
+            unsigned int *words = (unsigned int *)(low + 256);
+            words[0] = fd;
+            words[1] = (unsigned int)(uintptr_t)data;
+            words[2] = 4;
+            words[3] = 0;
+            words[4] = 0;
+            words[5] = 0;
+            flip_word = &words[4];
+            flip_a = 0;
+            flip_b = (unsigned int)(uintptr_t)(low + 128);
+            flip_word2 = &words[5];
+            flip_a2 = 0;
+            flip_b2 = sizeof(struct sockaddr_in);
+            pthread_t t;
+            atomic_store(&race_stop, 0);
+            pthread_create(&t, NULL, word_flipper, NULL);
+            int ok = 0, denied = 0;
+            for (int k = 0; k < n; k++) {
+                if (int80(102, 11, (long)(uintptr_t)words, 0) == 4)
+                    ok++;
+                else
+                    denied++;
+            }
+            atomic_store(&race_stop, 1);
+            pthread_join(t, NULL);
+            printf("OK:ok=%d,denied=%d\n", ok, denied);
+            close(fd);
+            munmap(low, 4096);
+            i += 5;
+        } else if (!strcmp(op, "unshare_net")) {
+            print_status(unshare(CLONE_NEWNET));
         } else if (!strcmp(op, "udp_sendmmsg") || !strcmp(op, "udp_sendmmsg_connected")) {
             int connected = !strcmp(op, "udp_sendmmsg_connected");
             struct sockaddr_storage ss2;
