@@ -104,7 +104,7 @@ async def _watch(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cli._relay_signals, launched.pidfd)
             nursery.start_soon(cli._report_exec_failure, launched.exec_status_fd, command)
-            nursery.start_soon(_keep_attached, holder, launched, control, meta, log)
+            nursery.start_soon(_keep_attached, holder, launched, control, meta, log, status)
             await cli._wait_child(launched, status)
             # Done once every process of the filter is gone (the listener hangs up).
             poller = select.poll()
@@ -120,8 +120,16 @@ async def _watch(
 
 
 async def _keep_attached(
-    holder: list[Client], launched: Launched, control: str, meta: dict[str, Any], log: Any
+    holder: list[Client],
+    launched: Launched,
+    control: str,
+    meta: dict[str, Any],
+    log: Any,
+    status: list[int],
 ) -> None:
+    """``status`` gets the child's exit status once it is reaped: from then on its pid may name
+    another process, so the re-attach says ``exited`` (the daemon neither checks nor acts on the
+    pid) and the tree is not kicked (what is left of it was reparented away anyway)."""
     while True:
         client = holder[0]
         await trio.lowlevel.wait_readable(client.fileno())
@@ -140,9 +148,10 @@ async def _keep_attached(
         while True:
             await trio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+            claim = {**meta, "exited": True} if status else meta
             try:
                 client, result = await trio.to_thread.run_sync(
-                    _reattach, control, launched.listener.fileno(), meta
+                    _reattach, control, launched.listener.fileno(), claim
                 )
             except DaemonUnavailable as e:
                 log.debug("daemon.reattach_failed", error=str(e))
@@ -157,7 +166,7 @@ async def _keep_attached(
             break
         holder[0] = client
         log.info("daemon.reattached", target=result.get("target"))
-        if not result.get("existing"):
+        if not result.get("existing") and not status:
             kicked = await trio.to_thread.run_sync(kick, launched.pid)
             log.info("target.kicked", pids=kicked)
 

@@ -45,6 +45,8 @@ import trio
 
 from supervisor import __version__, control
 from supervisor.control import MAX_LINE, ProtocolError, RequestError
+from supervisor.kernel.kcmp import same_file
+from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
 from supervisor.kernel.seccomp import ListenerFd
 from supervisor.loop import Supervisor
 from supervisor.policy import Policy, PolicyError, parse_policy, plan_filter
@@ -265,10 +267,11 @@ class PolicyStore:
 
 # -- targets ------------------------------------------------------------------------------------
 def validate_metadata(obj: dict[str, Any]) -> dict[str, Any]:
-    """The target metadata of an ``attach`` (or a recovered fd): policy, pid, argv, uid and an
-    optional session token. Raises ProtocolError."""
+    """The target metadata of an ``attach`` (or a recovered fd): policy, pid, argv, uid, an
+    optional session token and an optional ``exited`` (the client has reaped the pid). Raises
+    ProtocolError."""
     policy, pid, argv, uid = obj.get("policy"), obj.get("pid"), obj.get("argv"), obj.get("uid")
-    session = obj.get("session")
+    session, exited = obj.get("session"), obj.get("exited", False)
     if not isinstance(policy, str):
         raise ProtocolError("bad_request", 'attach: "policy" must be a string')
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
@@ -279,10 +282,74 @@ def validate_metadata(obj: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError("bad_request", 'attach: "uid" must be a non-negative integer')
     if session is not None and (not isinstance(session, str) or len(session) > 128):
         raise ProtocolError("bad_request", 'attach: "session" must be a short string')
+    if not isinstance(exited, bool):
+        raise ProtocolError("bad_request", 'attach: "exited" must be a boolean')
     meta: dict[str, Any] = {"policy": policy, "pid": pid, "argv": argv, "uid": uid}
     if session is not None:
         meta["session"] = session
+    if exited:
+        meta["exited"] = True
     return meta
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    ppid: int
+    start_time: int  # field 22 of /proc/PID/stat: with the pid, names one process
+    uids: tuple[int, int, int]  # real, effective, saved
+
+
+def process_facts(pid: int) -> ProcessFacts | None:
+    """What /proc says of ``pid``, or None when there is no such process. A pidfd taken first
+    and still live after the reads (``pidfd_send_signal`` 0 fails once the process is reaped)
+    makes sure both files described one process, not a successor that reused the pid."""
+    try:
+        pidfd = pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        uids: tuple[int, ...] = ()
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    uids = tuple(int(u) for u in line.split()[1:4])
+        pidfd_send_signal(pidfd, 0)
+        if len(uids) != 3:
+            return None
+        return ProcessFacts(int(fields[1]), int(fields[19]), (uids[0], uids[1], uids[2]))
+    except (OSError, IndexError, ValueError):
+        return None
+    finally:
+        os.close(pidfd)
+
+
+def check_target_pid(meta: dict[str, Any], peer_pid: int, peer_uid: int) -> dict[str, Any]:
+    """The metadata of an ``attach`` with the pid checked against the peer and ``uid`` and
+    ``start_time`` taken from /proc. The daemon may signal that pid later (the kick of a target
+    recovered from systemd's fd store), so a client may only name a process it could signal
+    itself: root any live process; anyone else only its own child (``run --daemon`` is its
+    target's parent) whose real or saved uid is the peer's (the kill(2) rule). With
+    ``exited`` (the client reaped its child and re-attaches for the rest of the tree) the pid is
+    recorded for ``ps`` and never acted on (``start_time`` None). Raises RequestError."""
+    pid = meta["pid"]
+    if meta.get("exited"):
+        uid = meta["uid"] if peer_uid == 0 else peer_uid
+        return {**meta, "uid": uid, "start_time": None}
+    facts = process_facts(pid)
+    if facts is None:
+        raise RequestError("bad_pid", f"attach: no process {pid}")
+    if peer_uid != 0:
+        if facts.ppid != peer_pid:
+            raise RequestError(
+                "bad_pid", f"attach: process {pid} is not a child of the client (pid {peer_pid})"
+            )
+        if peer_uid not in (facts.uids[0], facts.uids[2]):
+            raise RequestError(
+                "bad_pid", f"attach: process {pid} does not belong to the client's user"
+            )
+    return {**meta, "uid": facts.uids[0], "start_time": facts.start_time}
 
 
 class _TargetLog:
@@ -763,18 +830,63 @@ class Daemon:
             if not is_listener(fd):
                 raise ProtocolError("not_a_listener", "the fd is not a seccomp listener")
             meta = validate_metadata(req)
-            session = meta.get("session")
-            for target in self.targets.values():
-                if session is not None and target.metadata.get("session") == session:
-                    control.close_fds([fd])  # a re-attach of a target we still serve
-                    conn.held = True
-                    return {"target": target.id, "existing": True}
+            try:
+                meta = check_target_pid(meta, conn.pid, conn.uid)
+            except RequestError as e:
+                self.log.warning(
+                    "control.attach_refused", peer_pid=conn.pid, peer_uid=conn.uid, error=str(e)
+                )
+                raise
+            served = self._served_as(conn, fd, meta)
+            if served is not None:
+                control.close_fds([fd])  # a re-attach of a target we still serve
+                conn.held = True
+                return {"target": served.id, "existing": True}
             target = self.add_target(fd, meta, peer={"pid": conn.pid, "uid": conn.uid})
         except BaseException:
             control.close_fds([fd])
             raise
         conn.held = True
         return {"target": target.id, "existing": False}
+
+    def _served_as(self, conn: _Connection, fd: int, meta: dict[str, Any]) -> Target | None:
+        """The target already supervising the listener ``fd``, if any. Two supervisors on one
+        filter would split its notifications (each RECV goes to one of them), so the weaker
+        policy would decide part of them: the same listener (kcmp: one open file) under the same
+        policy is that target again (``run`` re-attaching), under another policy refused, as is
+        a session token that names another target's listener. Raises RequestError."""
+        log = self.log.bind(peer_pid=conn.pid, peer_uid=conn.uid, policy=meta["policy"])
+        session = meta.get("session")
+        for target in list(self.targets.values()):
+            if target.listener.closed:
+                continue
+            try:
+                same = same_file(fd, target.listener.fileno())
+            except OSError as e:  # no CONFIG_KCMP: refuse rather than risk a second supervisor
+                log.error("control.attach_uncomparable", error=str(e))
+                raise RequestError(
+                    "cannot_compare",
+                    f"attach: cannot tell whether this listener is already supervised (kcmp: "
+                    f"{e.strerror or e})",
+                ) from None
+            if not same:
+                if session is not None and target.metadata.get("session") == session:
+                    log.warning("control.attach_refused", error="session of another listener")
+                    raise RequestError(
+                        "bad_session", f"attach: session of target {target.id}, another listener"
+                    )
+                continue
+            if target.metadata["policy"] == meta["policy"]:
+                log.info("control.attach_existing", target=target.id)
+                return target
+            message = (
+                f"attach: this listener is already supervised as target {target.id} under "
+                f"policy {target.metadata['policy']!r}; a second supervisor under "
+                f"{meta['policy']!r} would decide part of its notifications"
+            )
+            log.warning("control.attach_refused", target=target.id, error=message)
+            raise RequestError("already_attached", message)
+        return None
 
     async def _write_events(
         self, conn: _Connection, receive: trio.MemoryReceiveChannel[dict[str, Any]]

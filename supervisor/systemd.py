@@ -430,7 +430,12 @@ class DaemonIntegration:
         pid = target.metadata["pid"]
         key = self.recovered_keys.pop(fd, None) if target.recovered else None
         if key is None:
-            meta = {**target.metadata, "id": target.id, "start_time": process_start_time(pid)}
+            # The daemon checked the pid at attach and recorded its start time then (None: not
+            # to be acted on); read here, a pid reused since could be stored as the target.
+            start = target.metadata.get("start_time", None)
+            if "start_time" not in target.metadata:
+                start = process_start_time(pid)
+            meta = {**target.metadata, "id": target.id, "start_time": start}
             key = new_store_key(meta)
             self.notifier.store_target(key, fd, meta)
         else:
@@ -456,16 +461,24 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
-async def _kick_recovered(pid: int, start_time: int | None) -> None:
+def _kick_if_same(pid: int, start_time: int | None) -> list[int] | None:
+    """Kick the tree of ``pid`` if it still names the process recorded at attach (checked just
+    before the signals, in the same thread), else None."""
     from supervisor.recover import kick
 
     if start_time is None or process_start_time(pid) != start_time:
-        log.warning("systemd.kick_skipped", pid=pid, reason="not the stored process")
-        return
+        return None
+    return kick(pid)
+
+
+async def _kick_recovered(pid: int, start_time: int | None) -> None:
     try:
-        kicked = await trio.to_thread.run_sync(kick, pid)
+        kicked = await trio.to_thread.run_sync(_kick_if_same, pid, start_time)
     except Exception as e:  # a system task must not raise
         log.error("systemd.kick_failed", pid=pid, error=str(e))
+        return
+    if kicked is None:
+        log.warning("systemd.kick_skipped", pid=pid, reason="not the stored process")
         return
     log.info("target.kicked", pid=pid, pids=kicked)
 
