@@ -18,6 +18,9 @@ the decision can redirect it (no TOCTOU).
 * O_PATH: ``open`` returns the O_PATH fd of the resolution, but SECCOMP_IOCTL_NOTIF_ADDFD takes
   its source with fget(), which skips O_PATH files: ADDFD answers EBADF. ``path_only`` tells the
   loop; it has to answer such opens another way (seen in tests/test_run_paths.py).
+* Per-process procfs entries of other processes (and all of the supervisor's own /proc/PID)
+  are refused unless the kernel checks nothing of the opener when they are opened
+  (``supervisor.procfs``): the opener here is the supervisor, not the target.
 * O_CLOEXEC is the loop's business (ADDFD ``newfd_flags``); our fd is always close-on-exec, and
   O_NOCTTY so that opening a terminal never makes it the supervisor's controlling terminal.
 """
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 from supervisor._native import ffi, lib
 from supervisor.kernel.creds import Creds, as_creds
+from supervisor.procfs import check_open
 from supervisor.resolve import PathResolver, Resolved
 
 O_TMPFILE: int = os.O_TMPFILE
@@ -169,6 +173,10 @@ def prepare_open(
     try:
         if not allowed(r.full_path):
             raise Refused(r.full_path)
+        if r.exists or create or tmpfile:
+            # The open runs in the supervisor: another process's /proc/PID files that check
+            # the opener would check us (supervisor/procfs.py).
+            check_open(tid, r)
     except BaseException:
         r.close()
         raise

@@ -5,13 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from supervisor.emulate import PreparedOpen, Refused, prepare_open
-from supervisor.kernel.creds import current_creds, read_creds
+from supervisor.kernel.creds import current_creds, in_own_userns, parse_status, read_creds
 from supervisor.resolve import PathResolver
 
 from .path_targets import NOBODY, Target, open_fds, spawn, world
@@ -217,3 +220,69 @@ def test_chrooted_create_stays_inside(spawn: Any, world: str) -> None:
     p = prep(t, "../../etc/made", os.O_RDONLY)
     assert p.path == "/etc/made"
     p.close()
+
+
+def test_procfs_other_processes(spawn: Any, world: str) -> None:
+    """The test process plays the supervisor: none of its /proc/PID (threads included) opens
+    for a target; another target's entries that check the opener are refused, what ps reads
+    opens; the target's own /proc/PID opens whole."""
+    t = spawn()
+    other = spawn()
+    me, o = os.getpid(), other.pid
+    assert emu_err(t, f"/proc/{me}/status", os.O_RDONLY) == errno.EACCES
+    assert emu_err(t, f"/proc/{me}/mem", os.O_RDWR) == errno.EACCES
+    assert emu_err(t, f"/proc/{me}/task/{me}/stat", os.O_RDONLY) == errno.EACCES
+    started, stop = threading.Event(), threading.Event()
+    tids: list[int] = []
+
+    def helper() -> None:
+        tids.append(threading.get_native_id())
+        started.set()
+        stop.wait()
+
+    th = threading.Thread(target=helper)
+    th.start()
+    try:
+        started.wait()
+        assert emu_err(t, f"/proc/{tids[0]}/stat", os.O_RDONLY) == errno.EACCES
+    finally:
+        stop.set()
+        th.join()
+    for name in ("mem", "environ", "maps", "auxv", "fdinfo/0", "task/{o}/environ", "fd/0"):
+        path = f"/proc/{o}/" + name.format(o=o)
+        assert emu_err(t, path, os.O_RDONLY) == errno.EACCES, path
+    assert emu_err(t, f"/proc/{o}/made-up", os.O_WRONLY | os.O_CREAT) == errno.EACCES
+    assert emu_err(t, f"/proc/{o}/made-up", os.O_RDONLY) == errno.ENOENT  # as the kernel
+    for name in ("stat", "status", "cmdline", "task", f"task/{o}/stat", ""):
+        os.close(emu(t, f"/proc/{o}/{name}", os.O_RDONLY))
+    for path in (f"/proc/{t.pid}/environ", "/proc/self/maps", "/proc/self/fdinfo/0"):
+        os.close(emu(t, path, os.O_RDONLY))
+    os.close(emu(t, "/proc/self/mem", os.O_RDWR))
+    os.close(emu(t, "/proc/meminfo", os.O_RDONLY))
+
+
+def test_capabilities_of_another_user_namespace(world: str) -> None:
+    """A target that made itself a user namespace holds a full CapEff there: read_creds gives
+    no capabilities for it (they would be applied in our namespace)."""
+    script = (
+        "import ctypes, sys\n"
+        "assert ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0  # CLONE_NEWUSER\n"
+        "print(flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"\n"
+        with open(f"/proc/{proc.pid}/status") as f:
+            assert parse_status(f.read()).cap_effective != 0
+        assert not in_own_userns(proc.pid)
+        creds = read_creds(proc.pid)
+        assert creds.cap_effective == 0
+        assert creds.fsuid == 0  # not mapped in its namespace, still root (kuid 0) in ours
+    finally:
+        proc.kill()
+        proc.wait()
+    assert in_own_userns(os.getpid())
+    assert read_creds(os.getpid()).cap_effective == current_creds().cap_effective

@@ -18,7 +18,7 @@ import string
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor._native import ffi, lib
@@ -86,12 +86,39 @@ def parse_status(text: str) -> Creds:
     )
 
 
+_OWN_USERNS: list[tuple[int, int]] = []
+
+
+def _userns(where: str) -> tuple[int, int]:
+    st = os.stat(f"{where}/ns/user")
+    return st.st_dev, st.st_ino
+
+
+def in_own_userns(tid: int) -> bool:
+    """Is thread ``tid`` in the supervisor's user namespace? (The namespace of a thread blocked
+    in a notified syscall cannot change: only the thread itself can unshare or setns.)"""
+    if not _OWN_USERNS:
+        _OWN_USERNS.append(_userns("/proc/thread-self"))
+    return _userns(f"/proc/{int(tid)}") == _OWN_USERNS[0]
+
+
 def read_creds(tid: int) -> Creds:
-    """The filesystem credentials (and umask) of thread ``tid``. OSError if it is gone."""
+    """The filesystem credentials (and umask) of thread ``tid``. OSError if it is gone.
+
+    fsuid, fsgid and groups in /proc/TID/status are shown in the reader's user namespace (ours),
+    which is where the emulating thread applies them. Capabilities are not: CapEff is the set
+    the target holds in ITS user namespace, and applied by us it would count in ours (the
+    initial one): a target that made itself a user namespace (CLONE_NEWUSER gives a full set)
+    would get root's file access. So a target outside our user namespace gets no capabilities
+    for emulated operations (stricter than the kernel, which honours them for inodes whose owner
+    is mapped in the target's namespace)."""
     with open(f"/proc/{int(tid)}/status", "rb") as f:
         data = f.read(65536)
     # latin-1: the Name: line is the target's own bytes; the fields we use are checked.
-    return parse_status(data.decode("latin-1"))
+    creds = parse_status(data.decode("latin-1"))
+    if creds.cap_effective and not in_own_userns(tid):
+        creds = replace(creds, cap_effective=0)
+    return creds
 
 
 def _to_struct(creds: Creds) -> Any:
