@@ -54,6 +54,7 @@ from supervisor.policy import Policy, PolicyError, parse_policy, plan_filter
 SYSTEM_POLICY_DIR = Path("/etc/seccomp-supervisor/policies")
 LISTENER_LINK = "anon_inode:seccomp notify"
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+PID_MAX_LIMIT = 1 << 22  # the kernel's ceiling for /proc/sys/kernel/pid_max (64-bit)
 MAX_FDS_PER_MESSAGE = 8  # room for this many; more are dropped (closed) by the kernel
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PEERCRED = struct.Struct("3i")
@@ -274,8 +275,8 @@ def validate_metadata(obj: dict[str, Any]) -> dict[str, Any]:
     session, exited = obj.get("session"), obj.get("exited", False)
     if not isinstance(policy, str):
         raise ProtocolError("bad_request", 'attach: "policy" must be a string')
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        raise ProtocolError("bad_request", 'attach: "pid" must be a positive integer')
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= PID_MAX_LIMIT:
+        raise ProtocolError("bad_request", f'attach: "pid" must be a pid (1-{PID_MAX_LIMIT})')
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise ProtocolError("bad_request", 'attach: "argv" must be a list of strings')
     if not isinstance(uid, int) or isinstance(uid, bool) or uid < 0:

@@ -128,6 +128,10 @@ def test_root_must_name_a_live_process_unless_it_says_exited(
     with running_daemon(tmp_path) as daemon:
         daemon.policy("p", deny_list(files.secret, name="p"))
         fd = listener_target.listener.fileno()
+        for pid in (2**40, 2**31, -3, 0):  # no pid at all (once an OverflowError in cffi)
+            s, answer = _attach(daemon, fd, pid=pid)
+            s.close()
+            assert not answer["ok"] and answer["error"]["code"] == "bad_request", answer
         s, answer = _attach(daemon, fd, pid=gone.pid)
         s.close()
         assert not answer["ok"] and answer["error"]["code"] == "bad_pid", answer
