@@ -162,6 +162,12 @@ int sv_unshare_fs(void);
 int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64_t oflags,
                     uint64_t resolve, const struct sv_stat *own_root, int self_fds, char *out,
                     size_t outlen, struct sv_stat *st_out);
+long sv_read_resolve_fast(int listener, uint64_t id, int tid, uint64_t addr, char *buf,
+                          size_t maxlen, int dirfd, uint64_t oflags, uint64_t resolve,
+                          const struct sv_stat *own_root, int self_fds, char *out,
+                          size_t outlen, struct sv_stat *st_out, int *fd_out);
+/* ---- the loop's receive: poll and RECV in one call (supervisor/kernel/seccomp.py) ---- */
+int sv_notif_poll_recv(int fd, struct seccomp_notif *n);
 """
 
 SOURCE = r"""
@@ -561,6 +567,43 @@ int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64
 slow:
     close(fd);
     return SV_RESOLVE_SLOW;
+}
+
+/* A path argument read from the target (sv_read_string_checked: between two ID_VALIDs) and, in
+   the resolver's common case, resolved (sv_resolve_fast) in the same call: one crossing into C
+   per path instead of two, on the hot path of every path-inspected syscall. Returns the length
+   read or -errno from the read. *fd_out is sv_resolve_fast's result, or SV_RESOLVE_SLOW when it
+   was not tried (an empty path, one naming "self", a dirfd that is neither AT_FDCWD nor an fd)
+   or could not answer: the caller then resolves what is in buf the careful way. */
+long sv_read_resolve_fast(int listener, uint64_t id, int tid, uint64_t addr, char *buf,
+                          size_t maxlen, int dirfd, uint64_t oflags, uint64_t resolve,
+                          const struct sv_stat *own_root, int self_fds, char *out,
+                          size_t outlen, struct sv_stat *st_out, int *fd_out) {
+    *fd_out = SV_RESOLVE_SLOW;
+    long len = sv_read_string_checked(listener, id, tid, addr, buf, maxlen);
+    if (len <= 0) return len;
+    if (memmem(buf, (size_t)len, "self", 4) != NULL) return len;
+    int kind, start = -1;
+    if (buf[0] == '/' && !(resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT))) kind = SV_START_NONE;
+    else if (dirfd == AT_FDCWD) kind = SV_START_CWD;
+    else if (dirfd >= 0) { kind = SV_START_DIRFD; start = dirfd; }
+    else return len;
+    *fd_out = sv_resolve_fast(tid, kind, start, buf, oflags, resolve, own_root, self_fds, out,
+                              outlen, st_out);
+    return len;
+}
+
+/* poll(2) with no timeout, then RECV if something is pending: 1 = received into *n, 0 = nothing
+   pending, 2 = POLLHUP without POLLIN (every task using the filter is gone), -1 = error in errno
+   (ENOENT: the notification vanished between poll and RECV, its target killed). */
+#include <poll.h>
+int sv_notif_poll_recv(int fd, struct seccomp_notif *n) {
+    struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+    int r = poll(&p, 1, 0);
+    if (r < 0) return -1;
+    if (r == 0) return 0;
+    if (!(p.revents & POLLIN)) return 2;
+    return sv_notif_recv(fd, n) < 0 ? -1 : 1;
 }
 """
 

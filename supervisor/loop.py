@@ -176,16 +176,15 @@ class Supervisor:
         listener = self.listener
         handled = 0
         while True:
-            state = listener.readiness()
-            if state is Readiness.IDLE:
+            got = listener.next_notification()
+            if got is Readiness.IDLE:
                 handled = 0
                 await listener.wait_readable()
                 continue
-            if state is Readiness.GONE:
+            if got is Readiness.GONE:
                 return
-            notif = listener.recv()
-            if notif is not None:
-                self.handle(notif)
+            if got is not Readiness.PENDING:
+                self.handle(got)
             handled += 1
             if handled >= self.batch:
                 handled = 0
@@ -315,6 +314,17 @@ class Supervisor:
         empty_ok = bool(spec.empty_path_flag and flags & spec.empty_path_flag)
         if addr == 0 and spec.nullable:
             path, empty_ok = b"", True
+        elif creds is None:
+            return self._resolver.read_and_resolve(
+                self._memory,
+                n.id,
+                n.pid,
+                addr,
+                dirfd,
+                follow=follow,
+                empty_path_ok=empty_ok,
+                resolve_flags=resolve_flags,
+            )
         else:
             path = self._memory.read_string(n.id, n.pid, addr)
         return self._resolver.resolve(

@@ -58,6 +58,7 @@ from typing import Any
 
 from supervisor._native import ffi, lib
 from supervisor.kernel.creds import Creds, as_creds, as_supervisor, switch_is_noop
+from supervisor.kernel.memory import MemoryReader
 
 RESOLVE_NO_XDEV: int = lib.RESOLVE_NO_XDEV
 RESOLVE_NO_MAGICLINKS: int = lib.RESOLVE_NO_MAGICLINKS
@@ -86,6 +87,7 @@ _START_NONE: int = lib.SV_START_NONE
 _START_CWD: int = lib.SV_START_CWD
 _START_DIRFD: int = lib.SV_START_DIRFD
 _INT_MAX = 0x7FFFFFFF
+_AT_FDCWD = -100
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 
@@ -369,6 +371,7 @@ class _Scratch(threading.local):
     def __init__(self) -> None:
         self.out = ffi.new("char[]", PATH_MAX + 1)
         self.st = ffi.new("struct sv_stat *")
+        self.fd = ffi.new("int *")
 
 
 _scratch = _Scratch()
@@ -411,6 +414,15 @@ def _native_fast(
     return Resolved(ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS), fd, True, None, st.mode)
 
 
+def _checked_flags(resolve_flags: int) -> int:
+    """openat2's RESOLVE_ flags as the kernel checks them; RESOLVE_CACHED dropped."""
+    if resolve_flags & ~RESOLVE_ALL:
+        raise _err(errno.EINVAL, "unknown RESOLVE_ flags")
+    if resolve_flags & _SCOPED == _SCOPED:
+        raise _err(errno.EINVAL, "RESOLVE_BENEATH with RESOLVE_IN_ROOT")
+    return resolve_flags & ~RESOLVE_CACHED  # a hint; we may always do the full lookup
+
+
 class _SlowPath(Exception):
     """The fast path cannot answer; walk component by component."""
 
@@ -429,19 +441,78 @@ class PathResolver:
         resolve_flags: int = 0,
         creds: Creds | None = None,
     ) -> Resolved:
-        if resolve_flags & ~RESOLVE_ALL:
-            raise _err(errno.EINVAL, "unknown RESOLVE_ flags")
-        if resolve_flags & _SCOPED == _SCOPED:
-            raise _err(errno.EINVAL, "RESOLVE_BENEATH with RESOLVE_IN_ROOT")
-        flags = resolve_flags & ~RESOLVE_CACHED  # a hint; we may always do the full lookup
+        flags = _checked_flags(resolve_flags)
         if len(path) >= PATH_MAX:
             raise _err(errno.ENAMETOOLONG)
-        if not path and not empty_path_ok:
-            raise _err(errno.ENOENT)
         if path and b"self" not in path and (creds is None or switch_is_noop(creds)):
             done = _native_fast(tid, dirfd, path, follow, flags)
             if done is not None:
                 return done
+        return self._walk(tid, dirfd, path, follow, empty_path_ok, flags, creds)
+
+    def read_and_resolve(
+        self,
+        memory: MemoryReader,
+        notif_id: int,
+        tid: int,
+        addr: int,
+        dirfd: int | None,
+        *,
+        follow: bool,
+        empty_path_ok: bool = False,
+        resolve_flags: int = 0,
+    ) -> Resolved:
+        """``resolve()`` of the path at ``addr`` in the target's memory, read between two
+        ID_VALIDs (``memory.read_string``), as the supervisor. The read and the resolver's fast
+        case are one C call: this is the hot path of every path-inspected syscall."""
+        flags = _checked_flags(resolve_flags)
+        if not 0 < tid <= _INT_MAX:
+            path = memory.read_string(notif_id, tid, addr)
+            return self.resolve(
+                tid, dirfd, path, follow=follow, empty_path_ok=empty_path_ok, resolve_flags=flags
+            )
+        scratch = _scratch
+        out, st, fd_out = scratch.out, scratch.st, scratch.fd
+        buf = memory.buffer
+        ret = lib.sv_read_resolve_fast(
+            memory.listener_fd,
+            notif_id,
+            tid,
+            addr,
+            buf,
+            PATH_MAX,
+            _AT_FDCWD if dirfd is None else dirfd if -_INT_MAX <= dirfd <= _INT_MAX else -1,
+            _O_BASE if follow else _O_BASE | os.O_NOFOLLOW,
+            flags | RESOLVE_NO_MAGICLINKS,
+            _own_root_st(),
+            _SELF_FDS[0],
+            out,
+            PATH_MAX + 1,
+            st,
+            fd_out,
+        )
+        if ret < 0:
+            memory.fail(ret)
+        fd = fd_out[0]
+        if fd >= 0:
+            return Resolved(
+                ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS), fd, True, None, st.mode
+            )
+        read: bytes = ffi.unpack(buf, ret)
+        return self._walk(tid, dirfd, read, follow, empty_path_ok, flags, None)
+
+    def _walk(
+        self,
+        tid: int,
+        dirfd: int | None,
+        path: bytes,
+        follow: bool,
+        empty_path_ok: bool,
+        flags: int,
+        creds: Creds | None,
+    ) -> Resolved:
+        if not path and not empty_path_ok:
+            raise _err(errno.ENOENT)
         t = _Target(tid, _own_root())
         try:
             return self._resolve(t, dirfd, path, follow, flags, creds)

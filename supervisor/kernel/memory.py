@@ -12,6 +12,7 @@ were inspected (see ``supervisor.loop``).
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from supervisor._native import ffi, lib
 
@@ -34,7 +35,17 @@ class MemoryReader:
         self._listener = listener_fd
         self._buf = ffi.new("char[]", PATH_MAX)
 
-    def _fail(self, ret: int) -> None:
+    @property
+    def listener_fd(self) -> int:
+        return self._listener
+
+    @property
+    def buffer(self) -> Any:
+        """The scratch buffer (PATH_MAX bytes), for a C call that reads into it."""
+        return self._buf
+
+    def fail(self, ret: int) -> None:
+        """Raise what a failed read (``ret`` = -errno) means: TargetGone or TargetMemoryError."""
         if ret == -errno.ENOENT:
             raise TargetGone()
         raise TargetMemoryError(
@@ -46,7 +57,7 @@ class MemoryReader:
         maxlen = min(maxlen, PATH_MAX)
         ret = lib.sv_read_string_checked(self._listener, notif_id, tid, addr, self._buf, maxlen)
         if ret < 0:
-            self._fail(ret)
+            self.fail(ret)
         data: bytes = ffi.unpack(self._buf, ret)
         return data
 
@@ -58,5 +69,5 @@ class MemoryReader:
             return b""
         ret = lib.sv_read_checked(self._listener, notif_id, tid, addr, self._buf, length)
         if ret < 0:
-            self._fail(ret)
+            self.fail(ret)
         return bytes(ffi.buffer(self._buf, ret))

@@ -133,6 +133,22 @@ class ListenerFd:
     async def wait_readable(self) -> None:
         await trio.lowlevel.wait_readable(self.fileno())
 
+    def next_notification(self) -> Notification | Readiness:
+        """readiness() and recv() in one C call, for the loop: a Notification, IDLE, GONE, or
+        PENDING when one vanished before we took it (its target was killed): look again."""
+        ret = lib.sv_notif_poll_recv(self.fileno(), self._notif)
+        if ret == 1:
+            v = _NOTIF.unpack_from(self._notif_bytes)
+            return Notification(v[0], v[1], v[3], v[4], v[5], v[6:12])
+        if ret == 0:
+            return Readiness.IDLE
+        if ret == 2:
+            return Readiness.GONE
+        if ffi.errno in (errno.ENOENT, errno.EINTR):
+            return Readiness.PENDING
+        check(-1)
+        raise AssertionError("unreachable")
+
     def recv(self) -> Notification | None:
         """Receive one pending notification; None when it vanished before we took it (the target
         was killed between poll and RECV)."""

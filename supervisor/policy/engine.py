@@ -292,14 +292,14 @@ class Engine:
                     paths = request.paths
                     if rule.refuses:
                         # Moving a directory above a protected path would move the protected
-                        # files out from under the globs.
-                        if not (
-                            not paths
-                            or any(match(p) for p in paths)
-                            or (moves and rule.above and any(rule.above(p) for p in paths))
+                        # files out from under the globs. (map, not a generator: hot path.)
+                        if (
+                            paths
+                            and not any(map(match, paths))
+                            and not (moves and rule.above and any(map(rule.above, paths)))
                         ):
                             continue
-                    elif not (paths and all(match(p) for p in paths)):
+                    elif not (paths and all(map(match, paths))):
                         continue
                 argv_match = rule.argv
                 if argv_match is not None:
