@@ -52,6 +52,8 @@ from supervisor.loop import Supervisor
 from supervisor.policy import Policy, PolicyError, parse_policy, plan_filter
 
 SYSTEM_POLICY_DIR = Path("/etc/seccomp-supervisor/policies")
+# Overrides SYSTEM_POLICY_DIR (tests; a system that keeps its policies elsewhere).
+SYSTEM_POLICY_DIR_ENV = "SECCOMP_SUPERVISOR_SYSTEM_POLICY_DIR"
 LISTENER_LINK = "anon_inode:seccomp notify"
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 PID_MAX_LIMIT = 1 << 22  # the kernel's ceiling for /proc/sys/kernel/pid_max (64-bit)
@@ -197,14 +199,20 @@ class LoadedPolicy:
     text: str
 
 
+def system_policy_dir() -> Path:
+    """/etc/seccomp-supervisor/policies, or ``$SECCOMP_SUPERVISOR_SYSTEM_POLICY_DIR``."""
+    return Path(os.environ.get(SYSTEM_POLICY_DIR_ENV) or SYSTEM_POLICY_DIR)
+
+
 class PolicyStore:
-    """Policies by name: the --policy-dir directories, /etc/seccomp-supervisor/policies, then the
-    shipped ones. Loaded on first use; ``reload`` re-reads those in use."""
+    """Policies by name: the --policy-dir directories, /etc/seccomp-supervisor/policies (see
+    ``system_policy_dir``), then the shipped ones. Loaded on first use; ``reload`` re-reads
+    those in use."""
 
     def __init__(self, dirs: list[Path], log: Any) -> None:
         from supervisor.cli import policy_dirs
 
-        self.dirs = [*dirs, SYSTEM_POLICY_DIR, *policy_dirs()]
+        self.dirs = [*dirs, system_policy_dir(), *policy_dirs()]
         self.loaded: dict[str, LoadedPolicy] = {}
         self.log = log
 

@@ -31,7 +31,8 @@ def add_commands(sub: Any) -> None:
         type=Path,
         metavar="DIR",
         help="look for policies here first (repeatable); then "
-        "/etc/seccomp-supervisor/policies, then the shipped ones",
+        "/etc/seccomp-supervisor/policies ($SECCOMP_SUPERVISOR_SYSTEM_POLICY_DIR), then the "
+        "shipped ones",
     )
     daemon.add_argument(
         "--group", help="members of GROUP may use the control socket (root always may)"

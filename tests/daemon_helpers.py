@@ -20,8 +20,9 @@ from .run_helpers import SUPERVISOR, parse_log
 
 
 class DaemonProcess:
-    def __init__(self, tmp: Path, *extra: str) -> None:
+    def __init__(self, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
+        self.env = env  # added to the daemon's environment
         self.policy_dir = tmp / "policies"
         self.policy_dir.mkdir(exist_ok=True)
         self.control = str(tmp / "run" / "control.sock")
@@ -42,7 +43,8 @@ class DaemonProcess:
             str(SUPERVISOR), "--log-format", "json", "--log-file", str(log), "daemon",
             "--control", self.control, "--policy-dir", str(self.policy_dir), *self.extra,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        env = None if self.env is None else {**os.environ, **self.env}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(control.DaemonUnavailable):
@@ -98,8 +100,10 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def running_daemon(tmp: Path, *extra: str) -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tmp, *extra)
+def running_daemon(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[DaemonProcess]:
+    d = DaemonProcess(tmp, *extra, env=env)
     d.start()
     try:
         yield d
