@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 
 from supervisor import control
+from supervisor.cli import find_policy
+from supervisor.kernel.filter import build_filter
+from supervisor.launcher import launch
+from supervisor.policy import load_policy, plan_filter
 
 from .run_helpers import SUPERVISOR
 from .systemd_helpers import NotifySocket
@@ -192,6 +196,57 @@ def test_restart_takes_targets_back_from_the_fd_store(service: Service) -> None:
         assert removed == {name for _, name in stored}
     finally:
         kill_tree(run)
+    assert service.stop() == 0, service.log_text()
+
+
+def test_a_target_only_the_fd_store_holds_survives_a_restart(service: Service) -> None:
+    """No `run` waits for this target: the test launches it, attaches its listener and closes
+    its own copy, so the daemon's and the fd store's are the only ones (as for a target whose
+    launcher has gone). kill -9 the daemon: the store's copy keeps the notified syscalls waiting;
+    the next daemon takes it back from the store, kicks it, and the target carries on."""
+    service.start()
+    service.notify.wait_for("READY", timeout=20)
+    out, stop = service.tmp / "count", service.tmp / "stop"
+    policy = load_policy(find_policy("default"))
+    script = f"while [ ! -e {stop} ]; do cat /etc/hostname >/dev/null; echo x >> {out}; done"
+    launched = launch(["sh", "-c", script], build_filter(plan_filter(policy)), wait_killable=False)
+    try:
+        with control.Client(service.control) as client:
+            meta = {"policy": "default", "pid": launched.pid, "argv": ["sh"], "uid": 0}
+            client.request("attach", fd=launched.listener.fileno(), **meta)
+            launched.listener.close()  # from here only the daemon's and the store's
+            stored_meta, stored = take_stored_target(service)
+        assert stored_meta["pid"] == launched.pid and isinstance(stored_meta["start_time"], int)
+        time.sleep(0.5)
+        assert out.exists() and out.stat().st_size > 0
+        service.stop(signal.SIGKILL)
+        time.sleep(0.3)  # a syscall answered just before the kill may still complete
+        down = out.stat().st_size
+        time.sleep(1.0)
+        assert out.stat().st_size == down, "a notified syscall ran while no daemon was up"
+        assert os.waitpid(launched.pid, os.WNOHANG) == (0, 0)  # waiting, not failed
+
+        service.start(stored)
+        for fd, _ in stored:
+            os.close(fd)
+        service.notify.wait_for("READY", timeout=20)
+        (target,) = control.request(service.control, "ps")["targets"]
+        assert target["pid"] == launched.pid and target["recovered"]
+        deadline = time.monotonic() + 10
+        while out.stat().st_size == down:
+            assert time.monotonic() < deadline, "the target did not carry on"
+            time.sleep(0.05)
+        stop.touch()
+        _, raw = os.waitpid(launched.pid, 0)
+        assert os.waitstatus_to_exitcode(raw) == 0
+        assert '"target.kicked"' in service.log_text()
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            os.kill(launched.pid, signal.SIGKILL)
+            os.waitpid(launched.pid, 0)
+        launched.listener.close()
+        os.close(launched.pidfd)
+        os.close(launched.exec_status_fd)
     assert service.stop() == 0, service.log_text()
 
 
