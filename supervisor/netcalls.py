@@ -65,6 +65,7 @@ from supervisor.policy import Action, Decision, Request, rules_by_syscall
 from supervisor.policy.sockaddr import (
     ADDRESS_SYSCALLS,
     AF_UNIX,
+    AF_UNSPEC,
     INET,
     INET6,
     INVALID,
@@ -73,7 +74,6 @@ from supervisor.policy.sockaddr import (
     MSGHDR,
     NO_ADDRESS,
     NONE,
-    OTHER,
     SOCKADDR_STORAGE,
     SOCKETCALL_CALLS,
     UIO_MAXIOV,
@@ -155,12 +155,6 @@ class NetCalls:
                 if address is not None and address.kind == UNIX:
                     resolved = self._resolve_unix(n, name, address)
                     address = dataclasses.replace(address, resolved=resolved.full_path)
-                if address is not None and address.kind in (INVALID, OTHER):
-                    # The kernel's errno for an address it cannot use, whatever the policy says.
-                    err = self._kernel_refusal(n, name, args, address)
-                    if err:
-                        sup._reply_error(n, name, err, reason="bad address")
-                        return
             except TargetMemoryError as e:
                 sup._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
                 return
@@ -171,6 +165,13 @@ class NetCalls:
             if sup.engine.has_budgets:  # limit/rate rules count by time, process or user
                 request = sup._budget_facts(n, request)
             decision = sup.engine.decide(request)
+            if decision.action is Action.DENY and address is not None and address.kind != NONE:
+                # An address the kernel refuses anyway (malformed, or of a family the socket
+                # cannot use) gets the kernel's errno, not the policy's.
+                err = self._kernel_refusal(n, name, args, address)
+                if err:
+                    sup._reply_error(n, name, err, reason="bad address")
+                    return
             if decision.action not in (Action.ALLOW, Action.LOG):
                 sup._act(n, request, decision)  # refusals
                 return
@@ -308,23 +309,19 @@ class NetCalls:
     def _kernel_refusal(
         self, n: Notification, name: str, args: tuple[int, ...], address: SockAddr
     ) -> int:
-        """For an address that names nothing address rules can match (malformed, or a family
-        the socket cannot use): the errno the kernel gives for it, so that a policy's catch-all
-        deny does not replace EINVAL or EAFNOSUPPORT by its own errno. Found by making the same
-        call with the same bytes on a throwaway socket like the target's (domain, type,
-        protocol; non-blocking, never used again). 0 when the kernel takes the address (then
-        the policy decides): another family's own address (netlink on a netlink socket) is not
-        tried at all, nor are sends on sockets that may ignore or refuse any address
-        (TCP, unix streams)."""
+        """For a denied address the kernel would refuse anyway (malformed, or of a family the
+        socket cannot use): the kernel's errno, so that a policy's catch-all deny does not
+        replace EINVAL or EAFNOSUPPORT by its own. Found by making the same call with the same
+        bytes on a throwaway socket like the target's (domain, type, protocol; non-blocking,
+        closed at once), only where that call cannot reach anything (``_kernel_refuses``).
+        0 when the kernel would take the address: the policy's errno stands."""
         sock = self._target_socket(n, _int32(args[0]))
         try:
             family, kind, _nonblocking = _socket_info(sock)
             protocol = _protocol(sock)
         finally:
             os.close(sock)
-        if address.kind == OTHER and family not in (socket.AF_INET, socket.AF_INET6, AF_UNIX):
-            return 0
-        if name in SENDS and kind not in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+        if not _kernel_refuses(name, address, family, kind, protocol):
             return 0
         probe = raw_socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, protocol)
         if probe < 0:
@@ -658,6 +655,26 @@ def _socket_info(sock: int) -> tuple[int, int, bool]:
         return int(s.family), int(s.type), bool(fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK)
     finally:
         s.detach()
+
+
+def _kernel_refuses(name: str, address: SockAddr, family: int, kind: int, protocol: int) -> bool:
+    """Whether the kernel may refuse ``address`` for this socket before using it, and a probe
+    of the same call on a throwaway socket sends nothing anywhere: a malformed address, or a
+    family the socket does not have on an IPv4, unix or IPv6 TCP/UDP socket (an IPv6 UDP socket
+    takes an AF_INET address: the probe then succeeds and the policy decides). Sends only on
+    datagram and raw sockets (TCP and unix streams ignore or refuse any address), and a
+    mismatched family only where no packet can leave (not an IPv6 socket's send)."""
+    if name in SENDS and kind not in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+        return False
+    if address.kind == INVALID:
+        return True
+    if address.family in (family, AF_UNSPEC):
+        return False  # its own family (netlink on a netlink socket ...): the kernel may take it
+    if family in (socket.AF_INET, AF_UNIX):
+        return True
+    if family == socket.AF_INET6 and name != "sendto" and name != "sendmsg":
+        return protocol in (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
+    return False
 
 
 def _protocol(sock: int) -> int:

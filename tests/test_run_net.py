@@ -173,6 +173,7 @@ def test_race_on_the_sockaddr_never_reaches_the_denied_address(
     counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
     ok, denied = int(counts["ok"]), int(counts["denied"])
     assert ok + denied == attempts
+    assert ok > 0 and denied > 0, r.explain()  # both sides of the race were seen
     assert accepted(b) == 0, "a connection reached the denied address"
     assert accepted(a) == ok
 
@@ -197,6 +198,87 @@ def test_bad_sockaddrs_get_the_kernels_errno(
     )
     r = supervise(policy, [target_bin("netops"), *ops])
     assert r.lines == native, r.explain()
+
+
+def test_bad_sockaddrs_get_the_kernels_errno_under_an_allow_list(
+    supervise: Supervise, target_bin
+) -> None:
+    """An allow-list's catch-all deny (EACCES here) does not replace the kernel's own errno for a
+    malformed or foreign-family address: the target sees what it would see natively."""
+    ops = [
+        "connect_len", "2", "8",      # AF_INET, too short: EINVAL
+        "connect_len", "2", "200",    # longer than sockaddr_storage: EINVAL
+        "connect_len", "99", "16",    # unknown family: EAFNOSUPPORT
+        "connect_len", "10", "16",    # AF_INET6 too short for it, on an AF_INET socket
+        "connect_len", "10", "28",    # AF_INET6 on an AF_INET socket: EAFNOSUPPORT
+        "connect_len", "1", "16",     # AF_UNIX on an AF_INET socket: EAFNOSUPPORT
+        "connect_len", "1", "2",      # AF_UNIX, no path
+        "connect_len", "0", "1",      # shorter than a family
+        "connect_badptr",             # unmapped: EFAULT
+    ]  # fmt: skip
+    native = subprocess.run(
+        [target_bin("netops"), *ops], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(native) == 9 and "EACCES" not in native and "OK" not in native
+    policy = supervise.policy(allow_only("127.0.0.1:9", errno="EACCES"))
+    r = supervise(policy, [target_bin("netops"), *ops])
+    assert r.lines == native, r.explain()
+    # ... and a well-formed address the list does not name still gets the policy's errno
+    r = supervise(policy, [target_bin("netops"), "connect4", "127.0.0.2", "9"])
+    assert r.lines == ["EACCES"], r.explain()
+
+
+def test_allowed_connect_returns_the_kernels_own_errno(supervise: Supervise, target_bin) -> None:
+    """A performed connect answers with what the kernel said: a closed port is ECONNREFUSED,
+    not the policy's EACCES; a denied address is EACCES."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+    try:
+        policy = supervise.policy(allow_only(f"127.0.0.1:{port(closed)}", errno="EACCES"))
+        r = supervise(
+            policy,
+            [target_bin("netops"), "connect4", "127.0.0.1", port(closed),
+             "connect4", "127.0.0.2", port(closed)],
+        )  # fmt: skip
+        assert r.lines == ["ECONNREFUSED", "EACCES"], r.explain()
+        assert [e["address"] for e in r.named("syscall.denied")] == [f"127.0.0.2:{port(closed)}"]
+    finally:
+        closed.close()
+
+
+def test_i386_socketcall_send_with_a_null_address_is_never_resumed(
+    supervise: Supervise, target_bin
+) -> None:
+    """socketcall's sendto arguments are in memory: a NULL address read there is performed (to
+    the socket's peer), not resumed, so a thread writing a denied address into the argument
+    array after the check never gets a datagram to it."""
+    good, bad = udp_receiver("127.0.0.1"), udp_receiver("127.0.0.2")
+    try:
+        policy = supervise.policy(
+            policy_text(
+                "t",
+                "allow",
+                address_rule("lo", "allow", ["127.0.0.1"]),
+                address_rule("no-other", "deny", ["0.0.0.0/0"], "EACCES"),
+            )
+        )
+        attempts = 3000
+        r = supervise(
+            policy,
+            [target_bin("netops"), "race_i386_send_null", "127.0.0.1", port(good), "127.0.0.2",
+             port(bad), str(attempts)],
+            timeout=120,
+        )  # fmt: skip
+        (line,) = r.lines
+        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
+        ok, denied = int(counts["ok"]), int(counts["denied"])
+        assert ok + denied == attempts, r.explain()
+        assert ok > 0 and denied > 0, r.explain()  # NULL and the denied address were both read
+        assert datagrams(bad) == 0, "a datagram reached the denied address"
+        assert datagrams(good) == ok
+    finally:
+        good.close()
+        bad.close()
 
 
 def test_i386_connect_and_socketcall_cannot_bypass(
@@ -462,6 +544,7 @@ def test_race_on_the_sendto_destination_never_reaches_the_denied_address(
         (line,) = r.lines
         counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
         assert int(counts["ok"]) + int(counts["denied"]) == attempts, r.explain()
+        assert int(counts["ok"]) > 0 and int(counts["denied"]) > 0, r.explain()
         assert datagrams(bad) == 0, "a datagram reached the denied address"
         assert datagrams(good) == int(counts["ok"])
     finally:
@@ -645,6 +728,7 @@ def test_race_swapping_the_fd_and_the_address_of_a_tcp_sendmsg(
         (line,) = r.lines
         counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
         assert int(counts["ok"]) + int(counts["denied"]) == attempts, r.explain()
+        assert int(counts["ok"]) > 0 and int(counts["denied"]) > 0, r.explain()
         assert datagrams(bad) == 0, "a datagram reached the denied address"
     finally:
         sink.sock.close()
