@@ -22,6 +22,8 @@ _SYMBOLS: dict[str, int] = {
     "SOCK_DGRAM": 2,
     "SOCK_RAW": 3,
     "SOCK_SEQPACKET": 5,
+    "SOCK_PACKET": 10,  # obsolete; socket(AF_INET, SOCK_PACKET, ...) makes a packet socket
+    "SOCK_TYPE_MASK": 0xF,  # the type without SOCK_NONBLOCK and SOCK_CLOEXEC
     "SOCK_NONBLOCK": 0o4000,
     "SOCK_CLOEXEC": 0o2000000,
     # open(2) flags

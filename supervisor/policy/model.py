@@ -109,8 +109,9 @@ class Rate:
 class Rule:
     """One ``[[rule]]`` of a policy.
 
-    ``syscalls`` is the expanded set of syscall names, or None when the rule gave only ``path``
-    (it then applies to every syscall of PATH_SYSCALLS). ``paths`` are the globs; ``args`` the
+    ``syscalls`` is the expanded set of syscall names with their i386 twins (policy/twins.py),
+    or None when the rule gave only ``path`` (it then applies to every syscall of
+    PATH_SYSCALLS). ``paths`` are the globs; ``args`` the
     value conditions, all of which must hold. ``errno`` is the error returned by a deny (0 for
     other actions). ``line`` is the line of the ``[[rule]]`` header, when known. ``spec`` keeps
     the syscall names and @groups as written, for messages.
@@ -169,6 +170,10 @@ class Rule:
     # only.
     argv: tuple[str, ...] = ()
     once: bool = False
+
+    # The i386 twins (policy/twins.py) the rule covers besides the syscalls it names; they are
+    # in ``syscalls`` too.
+    twins: frozenset[str] = frozenset()
 
     def where(self) -> str:
         """``rule 'NAME' (line N)`` for messages."""

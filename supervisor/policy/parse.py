@@ -25,6 +25,7 @@ from .groups import GROUPS, expand
 from .model import ARG_OPS, U64_MASK, Action, ArgCondition, Fault, Policy, Rate, Rule
 from .sockaddr import ADDRESS_SYSCALLS
 from .syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
+from .twins import abi_warnings, incompatible_args, twins_of
 
 FORMAT_VERSION = 1
 DEFAULT_ERRNO = ERRNOS["EPERM"]
@@ -103,6 +104,9 @@ class _Parser:
         self.where = _Lines(text)
         self.seed: int | None = None  # the policy-level seed, read before the rules
         self.phases: tuple[str, ...] = ()  # declared phases, read before the rules
+        # Twins a rule's conditions cannot cover: (rule index, syscall, twin, why), checked
+        # once every rule is read (another rule may name the twin itself).
+        self.uncovered: list[tuple[int, str, str, str]] = []
 
     def error(self, message: str, *, line: int | None, key: str | None) -> PolicyError:
         return PolicyError(message, file=self.source, line=line, key=key)
@@ -161,7 +165,8 @@ class _Parser:
                     key=f"rule[{i + 1}].name",
                 )
             seen[r.name] = i
-        warnings = advisory_warnings(rules, default)
+        self.check_uncovered(rules)
+        warnings = advisory_warnings(rules, default, self.phases) + abi_warnings(rules)
         return Policy(
             name=name,
             description=description,
@@ -305,6 +310,10 @@ class _Parser:
                 )
             args = self.args(raw["args"], err_for("args"))
 
+        twins: frozenset[str] = frozenset()
+        if syscalls is not None:
+            syscalls, twins = self.with_twins(index, syscalls, args, bool(paths))
+
         return Rule(
             name=name,
             syscalls=syscalls,
@@ -315,8 +324,41 @@ class _Parser:
             line=header,
             spec=spec,
             addresses=addresses,
+            twins=twins,
             **state,
         )
+
+    def with_twins(
+        self, index: int, names: frozenset[str], args: tuple[ArgCondition, ...], has_path: bool
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """``names`` with the i386 twins of its syscalls (policy/twins.py), and the twins added.
+        A twin whose arguments the conditions read differently is left out and remembered."""
+        added = set()
+        for twin_name, (base, twin) in twins_of(names).items():
+            if has_path and twin_name not in PATH_SYSCALLS:
+                continue
+            bad = incompatible_args((c.index for c in args), twin)
+            if bad:
+                where = ", ".join(f"arg{i}" for i in bad)
+                self.uncovered.append((index, base, twin_name, f"{where}: {twin.differs}"))
+                continue
+            added.add(twin_name)
+        return names | added, frozenset(added)
+
+    def check_uncovered(self, rules: Sequence[Rule]) -> None:
+        """A rule on a syscall covers its i386 twins; where its conditions cannot (another
+        argument layout), some rule must name the twin itself, or the policy is refused."""
+        named = {s for r in rules for s in r.spec if not s.startswith("@")}
+        for index, base, twin, why in self.uncovered:
+            if twin in named:
+                continue
+            raise self.error(
+                f"the conditions on {base} cannot cover its i386 twin {twin} ({why}), so i386 "
+                f"callers would not meet this rule: add a rule that names {twin} with conditions "
+                "in its own terms",
+                line=self.where.rule_key(index, "args"),
+                key=f"rule[{index + 1}].args",
+            )
 
     def state(self, raw: dict[str, Any], action: Action, err_for: Callable[[str], _Err]) -> Any:
         """The Rule fields of the STATE_KEYS (a dict of keyword arguments)."""
