@@ -16,8 +16,65 @@ def req(syscall: str, *args: int, paths: tuple[str, ...] = ()) -> Request:
     return Request(1, syscall, "x86_64", tuple(args) + (0,) * (6 - len(args)), paths)
 
 
+SHIPPED = {
+    "default",
+    "no-network",
+    "readonly-home",
+    "database-client",
+    "build-sandbox",
+    "fault-injection",
+}
+# Kernel tampering that would undo path or address rules: refused by every shipped policy with
+# such rules (fault-injection has none that protect anything).
+TAMPERING = [
+    "mount",
+    "umount2",
+    "move_mount",
+    "open_tree",
+    "fsmount",
+    "pivot_root",
+    "chroot",
+    "open_by_handle_at",
+    "init_module",
+    "ptrace",
+    "setns",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+]
+CLONE_NEWNS, CLONE_NEWUSER = 0x20000, 0x10000000
+
+
 def test_expected_files() -> None:
-    assert {f.stem for f in FILES} >= {"default", "no-network", "readonly-home"}
+    assert {f.stem for f in FILES} >= SHIPPED
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_io_uring_refused_in_the_kernel(name: str) -> None:
+    p = load_policy(POLICIES / f"{name}.toml")
+    plan = plan_filter(p)
+    e = Engine(p)
+    for syscall in ("io_uring_setup", "io_uring_enter", "io_uring_register"):
+        assert syscall in plan.kernel_decided, syscall
+        assert e.decide(req(syscall)).action is Action.DENY, syscall
+    # and so no shipped policy draws the io_uring or the mount warning
+    assert not [w for w in p.warnings if "io_uring" in w or "a mount" in w], p.warnings
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED - {"fault-injection"}))
+def test_kernel_tampering_refused_in_the_kernel(name: str) -> None:
+    p = load_policy(POLICIES / f"{name}.toml")
+    plan = plan_filter(p)
+    e = Engine(p)
+    for syscall in TAMPERING:
+        assert e.decide(req(syscall)).action is Action.DENY, syscall
+        assert syscall in plan.kernel_decided, syscall
+    for flags in (CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNS | CLONE_NEWUSER):
+        assert e.decide(req("unshare", flags)).action is Action.DENY
+        assert e.decide(req("clone", flags | 0x11)).action is Action.DENY
+    assert e.decide(req("clone3")).errno == 38
+    assert "unshare" in plan.kernel_decided and "clone" in plan.kernel_decided
+    assert e.decide(req("unshare", 0x400)).action is Action.ALLOW  # CLONE_FILES
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
@@ -107,6 +164,40 @@ def test_readonly_home_policy() -> None:
     assert e.decide(req("unlink", paths=("/home/u/x",))).action is Action.DENY
     assert e.decide(req("rename", paths=("/tmp/a", "/etc/x"))).action is Action.DENY
     assert e.decide(req("openat2")).errno == 38
+
+
+def test_database_client_refuses_raw_and_packet_sockets() -> None:
+    p = load_policy(POLICIES / "database-client.toml")
+    e = Engine(p)
+    plan = plan_filter(p)
+    af_inet, af_inet6, af_netlink, af_packet, af_unix = 2, 10, 16, 17, 1
+    sock_stream, sock_dgram, sock_raw, sock_packet = 1, 2, 3, 10
+    nonblock_cloexec = 0o4000 | 0o2000000
+    for family, kind in [
+        (af_packet, sock_raw),
+        (af_packet, sock_dgram),
+        (af_inet, sock_raw),
+        (af_inet6, sock_raw),
+        (af_inet, sock_raw | nonblock_cloexec),
+        (af_inet, sock_packet),
+    ]:
+        d = e.decide(req("socket", family, kind, 1))
+        assert (d.action, d.errno) == (Action.DENY, 13), (family, kind)
+    for family, kind in [
+        (af_inet, sock_stream),
+        (af_inet6, sock_stream | nonblock_cloexec),
+        (af_inet, sock_dgram),
+        (af_netlink, sock_raw),  # getaddrinfo's netlink socket
+        (af_unix, sock_stream),
+    ]:
+        assert e.decide(req("socket", family, kind)).action is Action.ALLOW, (family, kind)
+    assert "socket" in plan.kernel_decided
+
+
+def test_readonly_home_kernel_rules_before_the_path_rules() -> None:
+    p = load_policy(POLICIES / "readonly-home.toml")
+    names = [r.name for r in p.rules]
+    assert names.index("mounts") < names.index("secrets") < names.index("writable-open")
 
 
 def test_fault_injection_policy() -> None:

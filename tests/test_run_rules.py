@@ -257,6 +257,14 @@ def test_policy_check_reports_deciders(tmp_path, supervise: Supervise, files: Fi
     out = r.stdout
     assert "kernel" in out.lower() and "supervisor" in out.lower(), out
     assert "ADVISORY" in out, out
-    advisory = [ln for ln in out.splitlines() if "ADVISORY" in ln]
+    advisory = [ln for ln in out.splitlines() if "ADVISORY for" in ln]
     assert any("stat-tmp" in ln for ln in advisory), out
     assert not any("public" in ln for ln in advisory), out
+    # an allowed open is performed by the supervisor, except with O_PATH: resumed, advisory
+    public = next(ln for ln in out.splitlines() if ln.lstrip().startswith("public "))
+    assert public.endswith("O_PATH opens ADVISORY (resumed after the check): openat"), out
+    # the rule on newfstatat covers i386 fstatat64
+    assert "newfstatat (and i386 fstatat64) every path in /tmp/**" in out, out
+    # path rules, and io_uring and mounts allowed by `the-rest`: warned about
+    assert "warning: io_uring is not refused" in out, out
+    assert "warning: mount, open_tree, move_mount, fsmount, open_by_handle_at are not" in out
