@@ -179,6 +179,8 @@ def check_open(tid: int, r: Resolved) -> None:
     reach a per-process procfs entry the kernel would check against the supervisor: any entry of
     the supervisor's own /proc/PID, and entries of other processes not in
     ``OTHER_PROCESS_ENTRIES``. Objects off procfs, and the target's own /proc/PID, pass."""
+    if r.off_proc:
+        return  # the resolver's fast paths saw it is not on procfs
     st = _fd_stat(r.fd)
     if not st.is_proc:
         return

@@ -179,6 +179,7 @@ class Resolved:
     exists: bool
     name: str | None
     st_mode: int
+    off_proc: bool = False  # known not to be on procfs (the fast paths check); False: unknown
 
     @property
     def full_path(self) -> str:
@@ -411,7 +412,8 @@ def _native_fast(
     if fd < 0:
         return None
     # What os.fsdecode does (and os.readlink(str) in the Python path), without its type checks.
-    return Resolved(ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS), fd, True, None, st.mode)
+    path_text = ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS)
+    return Resolved(path_text, fd, True, None, st.mode, off_proc=True)
 
 
 def _checked_flags(resolve_flags: int) -> int:
@@ -620,7 +622,7 @@ class PathResolver:
             os.close(pfd)
             raise
         uname = os.fsdecode(name)
-        return Resolved(view, pfd, False, uname, 0)
+        return Resolved(view, pfd, False, uname, 0, off_proc=True)
 
     def _fast_result(self, t: _Target, fd: int) -> Resolved:
         try:
@@ -633,7 +635,7 @@ class PathResolver:
         except BaseException:
             os.close(fd)
             raise
-        return Resolved(view, fd, True, None, st.mode)
+        return Resolved(view, fd, True, None, st.mode, off_proc=True)
 
 
 class _Walk:
