@@ -246,6 +246,24 @@ def test_allowed_connect_returns_the_kernels_own_errno(supervise: Supervise, tar
         closed.close()
 
 
+def test_connects_performed_for_an_unprivileged_target(
+    supervise: Supervise, target_bin, listeners: dict[str, socket.socket]
+) -> None:
+    """Connects are performed under the target's credentials (on the loop thread and, blocking,
+    on a worker thread): a target that dropped to uid 65534 still connects where allowed, and
+    a denied address stays denied."""
+    a, b = listeners["a"], listeners["b"]
+    policy = supervise.policy(allow_only(f"127.0.0.1:{port(a)}", errno="EACCES"))
+    r = supervise(
+        policy,
+        [target_bin("netops"), "dropuid", "65534", "connect4", "127.0.0.1", port(a),
+         "nbconnect4", "127.0.0.1", port(a), "connect4", "127.0.0.2", port(b)],
+    )  # fmt: skip
+    assert r.lines == ["OK", "OK", "EINPROGRESS:OK", "EACCES"], r.explain()
+    assert accepted(a) == 2 and accepted(b) == 0
+    assert not r.named("supervisor.internal_error"), r.explain()
+
+
 def test_i386_socketcall_send_with_a_null_address_is_never_resumed(
     supervise: Supervise, target_bin
 ) -> None:
