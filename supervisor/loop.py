@@ -29,6 +29,7 @@ import dataclasses
 import errno
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -532,15 +533,47 @@ class Supervisor:
             os.close(fd)
 
     async def _open_blocking(self, n: Notification, prepared: PreparedOpen, cloexec: bool) -> None:
+        """Perform a blocking open (a FIFO with no writer, a device) on a worker thread. When
+        the task is cancelled (the target is gone, shutdown), the thread is abandoned and may
+        stay blocked; it *owns* ``prepared`` (closing its fds here could hand their numbers
+        to another open while the thread still reopens ``/proc/self/fd/N``), and an fd it gets
+        after it was abandoned is closed, not leaked. The lock decides, once, which side closes
+        what."""
+        lock = threading.Lock()
+        state = {"started": False, "abandoned": False, "fd": -1}
+
+        def perform() -> int:
+            with lock:
+                if state["abandoned"]:
+                    return -1  # cancelled before we ran: the task closed ``prepared``
+                state["started"] = True
+            try:
+                fd = prepared.open()
+            finally:
+                prepared.close()
+            with lock:
+                if not state["abandoned"]:
+                    state["fd"] = fd
+                    return fd
+            os.close(fd)  # nobody will take it
+            return -1
+
         try:
             fd = await trio.to_thread.run_sync(
-                prepared.open, limiter=self._threads, abandon_on_cancel=True
+                perform, limiter=self._threads, abandon_on_cancel=True
             )
         except OSError as e:
             self.listener.send_error(n.id, e.errno or errno.EACCES)
             return
-        finally:
-            prepared.close()
+        except BaseException:  # cancelled: the thread, if it runs, cleans up after itself
+            with lock:
+                state["abandoned"] = True
+                started, done = state["started"], state["fd"]
+            if not started:
+                prepared.close()
+            if done >= 0:
+                os.close(done)  # the thread finished just as we were cancelled
+            raise
         try:
             self.listener.send_fd(n.id, fd, cloexec=cloexec)
         except OSError as e:
