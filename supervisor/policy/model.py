@@ -111,10 +111,10 @@ class Rule:
 
     ``syscalls`` is the expanded set of syscall names with their i386 twins (policy/twins.py),
     or None when the rule gave only ``path`` (it then applies to every syscall of
-    PATH_SYSCALLS). ``paths`` are the globs; ``args`` the
-    value conditions, all of which must hold. ``errno`` is the error returned by a deny (0 for
-    other actions). ``line`` is the line of the ``[[rule]]`` header, when known. ``spec`` keeps
-    the syscall names and @groups as written, for messages.
+    PATH_SYSCALLS). ``paths`` are the globs; ``args`` the value conditions, all of which must
+    hold. ``errno`` is the error returned by a deny (0 for other actions). ``line`` is the line
+    of the ``[[rule]]`` header, when known. ``spec`` keeps the syscall names and @groups as
+    written, for messages.
     """
 
     name: str
