@@ -232,6 +232,10 @@ def test_a_target_only_the_fd_store_holds_survives_a_restart(service: Service) -
         service.notify.wait_for("READY", timeout=20)
         (target,) = control.request(service.control, "ps")["targets"]
         assert target["pid"] == launched.pid and target["recovered"]
+        deadline = time.monotonic() + 20
+        while '"target.kicked"' not in service.log_text():  # the stored process, alive
+            assert time.monotonic() < deadline, "the recovered target was not kicked"
+            time.sleep(0.05)
         deadline = time.monotonic() + 10
         while out.stat().st_size == down:
             assert time.monotonic() < deadline, "the target did not carry on"
@@ -239,7 +243,6 @@ def test_a_target_only_the_fd_store_holds_survives_a_restart(service: Service) -
         stop.touch()
         _, raw = os.waitpid(launched.pid, 0)
         assert os.waitstatus_to_exitcode(raw) == 0
-        assert '"target.kicked"' in service.log_text()
     finally:
         with contextlib.suppress(ChildProcessError, ProcessLookupError):
             os.kill(launched.pid, signal.SIGKILL)
