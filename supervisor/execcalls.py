@@ -163,6 +163,41 @@ def _ppid(pid: int) -> int:
     return int(data[data.rfind(b")") + 2 :].split()[1])
 
 
+_STOPPED = (b"T", b"t", b"Z", b"X")
+STOP_WAIT = 0.05  # seconds: how long _wait_stopped waits for a SIGSTOP to take effect
+
+
+def _wait_stopped(pid: int) -> None:
+    """Wait (at most STOP_WAIT) until every thread of ``pid`` has stopped, died, or sits in a
+    notified syscall (which waits for us). A SIGSTOP only takes effect when a thread next passes
+    through the kernel's signal path; until then it runs on (on another CPU) and can fork a child
+    that the walk below would not see, and that outlives the kill."""
+    deadline = time.monotonic() + STOP_WAIT
+    while True:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return  # gone
+        running = False
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                    data = f.read()
+                state = data[data.rfind(b")") + 2 :].split()[0]
+                if state in _STOPPED:
+                    continue
+                with open(f"/proc/{pid}/task/{tid}/wchan", "rb") as f:
+                    if b"seccomp" in f.read():
+                        continue
+            except (OSError, IndexError):
+                continue  # that thread is gone
+            running = True
+            break
+        if not running or time.monotonic() >= deadline:
+            return
+        time.sleep(0.00005)
+
+
 def _kill_tree(pidfd: int, tgid: int) -> None:
     """SIGKILL the process of ``pidfd`` and every process it forked since the exec (a raced
     program may fork at once, and its children would outlive it). Each is stopped first, so
@@ -170,6 +205,7 @@ def _kill_tree(pidfd: int, tgid: int) -> None:
     while its parent (stopped) is still its parent, so a reused pid is never hit."""
     with contextlib.suppress(OSError):
         pidfd_send_signal(pidfd, signal.SIGSTOP)
+    _wait_stopped(tgid)
     held: dict[int, int] = {}
     try:
         for _ in range(3):  # a child forked while its parent was being stopped: look again
@@ -189,6 +225,7 @@ def _kill_tree(pidfd: int, tgid: int) -> None:
                         os.close(fd)
                         continue
                     held[child] = fd
+                    _wait_stopped(child)
         with contextlib.suppress(OSError):  # already gone
             pidfd_send_signal(pidfd, signal.SIGKILL)
         for fd in held.values():
@@ -331,7 +368,11 @@ class ExecCalls:
             tgid = _tgid(n.pid)
             pidfd = pidfd_open(tgid)
         except OSError:
-            raise TargetGone() from None
+            # Gone, or a failure of ours (EMFILE...): that one is answered (EPERM), never left
+            # waiting for ever.
+            if not sup.listener.id_valid(n.id):
+                raise TargetGone() from None
+            raise
         try:
             if not sup.listener.id_valid(n.id):
                 raise TargetGone()  # the pidfd may name another process by now
