@@ -455,6 +455,10 @@ int sv_spawn(const char *file, char *const argv[], char *const envp[],
     ssize_t r;
     do { r = read(go_fd, &go, 1); } while (r < 0 && errno == EINTR);
     if (r != 1) _exit(125);  /* the parent died or gave up: never run unsupervised */
+    /* The parent holds its copy now. Ours would keep our own notified syscalls (the execve)
+       waiting for ever if the parent died before serving them: without it they fail with
+       ENOSYS, and so does the exec. (It would go at the exec anyway: close-on-exec.) */
+    close((int)fd);
 
     execvpe(file, argv, envp);
     int e = errno;

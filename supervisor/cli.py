@@ -87,11 +87,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         launched = launch(command, program)
     except LaunchError as e:
         return _fail(str(e), e.exit_code)
+    except OSError as e:  # pipes, fds: the launcher could not even start
+        return _fail(f"cannot launch: {e}")
     for sig in TERMINAL_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, signal.SIG_IGN)
     log.info("target.started", pid=launched.pid, command=command, policy=policy.name)
-    return trio.run(supervise_command, launched, policy, command, log)
+    try:
+        return trio.run(supervise_command, launched, policy, command, log)
+    except OSError as e:  # trio could not even start (fds): the target must not outlive us
+        os.kill(launched.pid, signal.SIGKILL)
+        return _fail(f"cannot supervise: {e}")
 
 
 async def supervise_command(

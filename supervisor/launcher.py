@@ -163,12 +163,17 @@ def launch(
         child_fd = _find_listener(pid, err_r, timeout)
         listener = ListenerFd(pidfd_getfd(pidfd, child_fd))
         os.write(go_w, b"g")
-    except BaseException:
+    except BaseException as e:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         if pidfd >= 0:
             os.close(pidfd)
         os.close(err_r)
+        if isinstance(e, OSError):
+            # pidfd_open, /proc/PID/fd, pidfd_getfd: a failure of the launcher, not a traceback.
+            raise LaunchError(
+                EXIT_LAUNCHER_FAILED, f"cannot take the listener from the child: {e}"
+            ) from e
         raise
     finally:
         os.close(go_w)

@@ -373,7 +373,9 @@ class Supervisor:
             try:
                 tgid, uid = _tgid_uid(n.pid)
             except (OSError, ValueError):
-                raise TargetGone() from None
+                if not self.listener.id_valid(n.id):
+                    raise TargetGone() from None
+                raise  # ours (EMFILE...): answered as an internal error, never left waiting
             if not self.listener.id_valid(n.id):
                 raise TargetGone()  # the tid may name another thread by now
         return dataclasses.replace(request, now=now, tgid=tgid, uid=uid)

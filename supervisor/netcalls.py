@@ -277,7 +277,9 @@ class NetCalls:
             creds = read_creds(n.pid)
             netns = os.open(f"/proc/{int(n.pid)}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            raise TargetGone() from None
+            if not sup.listener.id_valid(n.id):
+                raise TargetGone() from None
+            raise  # ours (EMFILE...): answered as an internal error, never left waiting
         try:
             if not sup.listener.id_valid(n.id):
                 raise TargetGone()  # the tid may name another thread by now
@@ -497,11 +499,15 @@ class NetCalls:
             pidfd = pidfd_open(n.pid, PIDFD_THREAD)
         except OSError as e:
             if e.errno != errno.EINVAL:
-                raise TargetGone() from None
+                if not self.sup.listener.id_valid(n.id):
+                    raise TargetGone() from None
+                raise  # ours (EMFILE...): answered as an internal error
             try:  # an older kernel: the process (threads share their fd table as a rule)
                 pidfd = pidfd_open(_tgid(n.pid))
             except OSError:
-                raise TargetGone() from None
+                if not self.sup.listener.id_valid(n.id):
+                    raise TargetGone() from None
+                raise
         try:
             if not self.sup.listener.id_valid(n.id):
                 raise TargetGone()  # the tid may name another process by now
@@ -831,11 +837,9 @@ def _reply(listener: ListenerFd, n: Notification, err: int) -> None:
 
 
 def _tgid(tid: int) -> int:
-    try:
-        with open(f"/proc/{int(tid)}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Tgid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    raise TargetGone()
+    """OSError when it cannot be read (the caller tells a gone thread by ID_VALID)."""
+    with open(f"/proc/{int(tid)}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                return int(line.split()[1])
+    raise ProcessLookupError(tid)

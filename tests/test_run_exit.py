@@ -156,3 +156,42 @@ def test_sigkill_to_target_only(supervise: Supervise, policy: Path, target_bin) 
             proc.wait()
     assert proc.returncode == 137, f"{out}\n{err}\n{log.read_text()}"
     assert time.monotonic() - start < 10
+
+
+def _processes_naming(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_launcher_out_of_fds_fails_cleanly(policy: Path, target_bin) -> None:
+    """Whatever step runs out of file descriptors (the filter, the pipes, the listener copy,
+    trio's start-up, the target's own opens), `run` ends with one line on stderr and an exit
+    status, never a traceback, and leaves no process behind (a child that could not be
+    supervised, waiting for ever in a notified syscall)."""
+    from .run_helpers import SUPERVISOR
+
+    statuses = set()
+    for limit in range(6, 26):
+        cmd = [str(SUPERVISOR), "--log-format", "json", "--log-file", "/dev/null", "run"]
+        cmd += ["-p", str(policy), "--", str(target_bin("sysops")), "exit", "0"]
+        proc = subprocess.run(
+            ["prlimit", f"--nofile={limit}", *cmd], capture_output=True, text=True, timeout=30
+        )
+        statuses.add(proc.returncode)
+        assert "Traceback" not in proc.stderr, (limit, proc.stderr)
+        if proc.returncode != 0:
+            assert proc.returncode in (125, 126, 127), (limit, proc.returncode, proc.stderr)
+            assert len(proc.stderr.strip().splitlines()) == 1, (limit, proc.stderr)
+    assert 0 in statuses and 125 in statuses, statuses  # the range spans failure and success
+    deadline = time.monotonic() + 5
+    while (left := _processes_naming(str(policy))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, left
