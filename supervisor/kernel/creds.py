@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
-import string
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +25,8 @@ from supervisor._native import ffi, lib
 
 MAX_GROUPS: int = lib.SV_MAX_GROUPS
 _ID_MAX = 0xFFFFFFFF
+_HEX64 = re.compile(r"[0-9a-fA-F]{1,16}")
+_OCTAL = re.compile(r"[0-7]+")
 _CAP_MAX = (1 << 64) - 1
 
 
@@ -84,12 +86,12 @@ def parse_status(text: str) -> Creds:
     if len(groups) > MAX_GROUPS:
         raise OSError(errno.EINVAL, f"target has {len(groups)} groups, more than {MAX_GROUPS}")
     cap_text = fields["CapEff"]
-    if not cap_text or len(cap_text) > 16 or any(c not in string.hexdigits for c in cap_text):
+    if _HEX64.fullmatch(cap_text) is None:
         raise ValueError(f"bad CapEff {cap_text!r} in /proc status")
     umask = 0o022
     if "Umask" in fields:
         umask_text = fields["Umask"]
-        if not umask_text or any(c not in "01234567" for c in umask_text):
+        if _OCTAL.fullmatch(umask_text) is None:
             raise ValueError(f"bad Umask {umask_text!r} in /proc status")
         umask = int(umask_text, 8) & 0o777
     return Creds(
