@@ -165,7 +165,8 @@ int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64
 long sv_read_resolve_fast(int listener, uint64_t id, int tid, uint64_t addr, char *buf,
                           size_t maxlen, int dirfd, uint64_t oflags, uint64_t resolve,
                           const struct sv_stat *own_root, int self_fds, char *out,
-                          size_t outlen, struct sv_stat *st_out, int *fd_out);
+                          size_t outlen, struct sv_stat *st_out, int keep_fd, int *fd_out);
+#define SV_RESOLVED_CLOSED ...
 /* ---- the loop's receive: poll and RECV in one call (supervisor/kernel/seccomp.py) ---- */
 int sv_notif_poll_recv(int fd, struct seccomp_notif *n);
 """
@@ -520,6 +521,7 @@ int sv_unshare_fs(void) { return unshare(CLONE_FS); }
    nothing left open, and the caller runs the Python resolver from the start, which decides what
    the target gets. The same syscalls as the Python fast path, in the same order. */
 #include <stdio.h>
+#define SV_FSTYPE_BLOCKDEV (-1)  /* sv_resolve_fast: on a block device, so not procfs */
 #define SV_START_NONE 0   /* absolute path, not scoped: no start fd */
 #define SV_START_CWD 1    /* from /proc/TID/cwd */
 #define SV_START_DIRFD 2  /* from /proc/TID/fd/DIRFD */
@@ -551,7 +553,17 @@ int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64
     fd = sv_openat2(start, path, oflags, 0, resolve);
     if (start >= 0) close(start);
     if (fd < 0) return SV_RESOLVE_SLOW;
-    if (sv_fd_stat(fd, st_out) < 0 || st_out->fstype == SV_PROC_SUPER_MAGIC) goto slow;
+    /* procfs always has an anonymous device (major 0): for a file system on a block device the
+       fstatfs is skipped (one syscall of the hot path), and fstype says only "not procfs". */
+    if (sv_stat(fd, "", AT_EMPTY_PATH, st_out) < 0) goto slow;
+    if ((st_out->dev >> 32) != 0) {
+        st_out->fstype = SV_FSTYPE_BLOCKDEV;
+    } else {
+        struct statfs f;
+        if (fstatfs(fd, &f) < 0) goto slow;
+        st_out->fstype = (int64_t)f.f_type;
+        if (st_out->fstype == SV_PROC_SUPER_MAGIC) goto slow;
+    }
     /* self_fds: the caller's fd on /proc/self/fd, opened once (a walk through the /proc/self
        symlink on every call costs about as much as the rest of the readlink); -1: the path. */
     ssize_t n;
@@ -578,11 +590,13 @@ slow:
    per path instead of two, on the hot path of every path-inspected syscall. Returns the length
    read or -errno from the read. *fd_out is sv_resolve_fast's result, or SV_RESOLVE_SLOW when it
    was not tried (an empty path, one naming "self", a dirfd that is neither AT_FDCWD nor an fd)
-   or could not answer: the caller then resolves what is in buf the careful way. */
+   or could not answer: the caller then resolves what is in buf the careful way;
+   SV_RESOLVED_CLOSED when it answered but keep_fd is 0 (the fd is closed here). */
+#define SV_RESOLVED_CLOSED (-2)
 long sv_read_resolve_fast(int listener, uint64_t id, int tid, uint64_t addr, char *buf,
                           size_t maxlen, int dirfd, uint64_t oflags, uint64_t resolve,
                           const struct sv_stat *own_root, int self_fds, char *out,
-                          size_t outlen, struct sv_stat *st_out, int *fd_out) {
+                          size_t outlen, struct sv_stat *st_out, int keep_fd, int *fd_out) {
     *fd_out = SV_RESOLVE_SLOW;
     long len = sv_read_string_checked(listener, id, tid, addr, buf, maxlen);
     if (len <= 0) return len;
@@ -592,8 +606,13 @@ long sv_read_resolve_fast(int listener, uint64_t id, int tid, uint64_t addr, cha
     else if (dirfd == AT_FDCWD) kind = SV_START_CWD;
     else if (dirfd >= 0) { kind = SV_START_DIRFD; start = dirfd; }
     else return len;
-    *fd_out = sv_resolve_fast(tid, kind, start, buf, oflags, resolve, own_root, self_fds, out,
-                              outlen, st_out);
+    int fd = sv_resolve_fast(tid, kind, start, buf, oflags, resolve, own_root, self_fds, out,
+                             outlen, st_out);
+    if (fd >= 0 && !keep_fd) {  /* only the path was wanted (a decision): no fd to hand back */
+        close(fd);
+        fd = SV_RESOLVED_CLOSED;
+    }
+    *fd_out = fd;
     return len;
 }
 

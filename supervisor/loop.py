@@ -248,7 +248,7 @@ class Supervisor:
                 self._net.handle(n, name)  # address rules: supervisor/netcalls.py
                 return
             if kind is _PATHS:
-                call = self._read_paths(n, name, route.arch, route.specs)
+                call = self._read_paths(n, name, route.arch, route.specs, keep_fds=False)
                 if call is None:
                     return
                 request = Request(n.pid, name, route.arch, n.args, call.paths)
@@ -273,16 +273,23 @@ class Supervisor:
                 call.close()
 
     def _read_paths(
-        self, n: Notification, name: str, arch: str, specs: tuple[PathArg, ...] | None = None
+        self,
+        n: Notification,
+        name: str,
+        arch: str,
+        specs: tuple[PathArg, ...] | None = None,
+        *,
+        keep_fds: bool = True,
     ) -> PathCall | None:
         """Read and resolve every path argument. On failure, answer with the errno the kernel
-        would give (an unreadable pointer is EFAULT) and return None."""
+        would give (an unreadable pointer is EFAULT) and return None. ``keep_fds=False``: the
+        results may hold no fd (only their paths are used)."""
         if specs is None:
             specs = self._specs(name, arch)
         resolved: list[Resolved] = []
         try:
             for spec in specs:
-                resolved.append(self._resolve_arg(n, name, spec))
+                resolved.append(self._resolve_arg(n, name, spec, keep_fd=keep_fds))
         except TargetMemoryError as e:
             for r in resolved:
                 r.close()
@@ -300,7 +307,13 @@ class Supervisor:
         return PathCall(tuple(resolved), paths)
 
     def _resolve_arg(
-        self, n: Notification, name: str, spec: PathArg, creds: Any | None = None
+        self,
+        n: Notification,
+        name: str,
+        spec: PathArg,
+        creds: Any | None = None,
+        *,
+        keep_fd: bool = True,
     ) -> Resolved:
         args = n.args
         flags_arg = spec.flags_arg
@@ -325,6 +338,7 @@ class Supervisor:
                 follow=follow,
                 empty_path_ok=empty_ok,
                 resolve_flags=resolve_flags,
+                keep_fd=keep_fd,
             )
         else:
             path = self._memory.read_string(n.id, n.pid, addr)

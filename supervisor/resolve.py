@@ -88,6 +88,7 @@ _START_CWD: int = lib.SV_START_CWD
 _START_DIRFD: int = lib.SV_START_DIRFD
 _INT_MAX = 0x7FFFFFFF
 _AT_FDCWD = -100
+_RESOLVED_CLOSED: int = lib.SV_RESOLVED_CLOSED
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 
@@ -463,10 +464,12 @@ class PathResolver:
         follow: bool,
         empty_path_ok: bool = False,
         resolve_flags: int = 0,
+        keep_fd: bool = True,
     ) -> Resolved:
         """``resolve()`` of the path at ``addr`` in the target's memory, read between two
         ID_VALIDs (``memory.read_string``), as the supervisor. The read and the resolver's fast
-        case are one C call: this is the hot path of every path-inspected syscall."""
+        case are one C call: this is the hot path of every path-inspected syscall. With
+        ``keep_fd=False`` the result may hold no fd (-1): for a decision, only the path counts."""
         flags = _checked_flags(resolve_flags)
         if not 0 < tid <= _INT_MAX:
             path = memory.read_string(notif_id, tid, addr)
@@ -491,14 +494,20 @@ class PathResolver:
             out,
             PATH_MAX + 1,
             st,
+            keep_fd,
             fd_out,
         )
         if ret < 0:
             memory.fail(ret)
         fd = fd_out[0]
-        if fd >= 0:
+        if fd >= 0 or fd == _RESOLVED_CLOSED:
             return Resolved(
-                ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS), fd, True, None, st.mode
+                ffi.string(out).decode(_FS_ENCODING, _FS_ERRORS),
+                max(fd, -1),
+                True,
+                None,
+                st.mode,
+                off_proc=True,
             )
         read: bytes = ffi.unpack(buf, ret)
         return self._walk(tid, dirfd, read, follow, empty_path_ok, flags, None)
