@@ -233,7 +233,6 @@ class Supervisor:
             self._reply_error(n, name, errno.ENOSYS, reason="unknown syscall")
             return
         counters.by_syscall[name] += 1
-        call: PathCall | None = None
         try:
             # An allowed exec of this process still to be verified: before anything else
             # (supervisor/execcalls.py). False: killed, the answer is never seen.
@@ -248,10 +247,10 @@ class Supervisor:
                 self._net.handle(n, name)  # address rules: supervisor/netcalls.py
                 return
             if kind is _PATHS:
-                call = self._read_paths(n, name, route.arch, route.specs, keep_fds=False)
-                if call is None:
+                paths = self._decision_paths(n, name, route.specs)
+                if paths is None:
                     return
-                request = Request(n.pid, name, route.arch, n.args, call.paths)
+                request = Request(n.pid, name, route.arch, n.args, paths)
             else:
                 request = Request(n.pid, name, route.arch, n.args)
             engine = self.engine
@@ -268,9 +267,26 @@ class Supervisor:
                 error=f"{type(e).__name__}: {e}",
             )
             self._reply_error(n, name, errno.EPERM, reason="internal error")
-        finally:
-            if call is not None:
-                call.close()
+
+    def _decision_paths(
+        self, n: Notification, name: str, specs: tuple[PathArg, ...]
+    ) -> tuple[str, ...] | None:
+        """What the engine decides on: the resolved path of each path argument (what
+        _read_paths gives, without the fds, which are closed at once). None: answered."""
+        paths: list[str] = []
+        try:
+            for spec in specs:
+                r = self._resolve_arg(n, name, spec, keep_fd=False)
+                r.close()
+                paths.append(r.path if r.exists else _join(r.path, r.name or ""))
+        except TargetMemoryError as e:
+            self._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
+            return None
+        except OSError as e:
+            err = self._errno_as_target(n, name, specs) or e.errno or errno.EACCES
+            self.listener.send_error(n.id, err)
+            return None
+        return tuple(paths)
 
     def _read_paths(
         self,
@@ -278,18 +294,16 @@ class Supervisor:
         name: str,
         arch: str,
         specs: tuple[PathArg, ...] | None = None,
-        *,
-        keep_fds: bool = True,
     ) -> PathCall | None:
-        """Read and resolve every path argument. On failure, answer with the errno the kernel
-        would give (an unreadable pointer is EFAULT) and return None. ``keep_fds=False``: the
-        results may hold no fd (only their paths are used)."""
+        """Read and resolve every path argument, keeping our fd on each result. On failure,
+        answer with the errno the kernel would give (an unreadable pointer is EFAULT) and
+        return None."""
         if specs is None:
             specs = self._specs(name, arch)
         resolved: list[Resolved] = []
         try:
             for spec in specs:
-                resolved.append(self._resolve_arg(n, name, spec, keep_fd=keep_fds))
+                resolved.append(self._resolve_arg(n, name, spec))
         except TargetMemoryError as e:
             for r in resolved:
                 r.close()
@@ -318,12 +332,17 @@ class Supervisor:
         args = n.args
         flags_arg = spec.flags_arg
         flags = args[flags_arg] if flags_arg is not None else 0
-        resolve_flags = 0
         follow = _follows(spec, flags)
+        resolve_flags = 0
         if name == "openat2":
             how_flags, _mode, resolve_flags = self._open_how(n)
             follow = not (how_flags & O_NOFOLLOW)
-        dirfd = _dirfd(args[spec.dirfd]) if spec.dirfd is not None else None
+        dirfd_arg = spec.dirfd
+        if dirfd_arg is None:
+            dirfd = None
+        else:  # _dirfd() inline (hot path): the low 32 bits, sign-extended; AT_FDCWD is None
+            fd = args[dirfd_arg] & 0xFFFFFFFF
+            dirfd = None if fd == 0xFFFFFF9C else fd - (1 << 32) if fd & 0x80000000 else fd
         addr = args[spec.path]
         empty_ok = bool(spec.empty_path_flag and flags & spec.empty_path_flag)
         if addr == 0 and spec.nullable:

@@ -470,7 +470,7 @@ class PathResolver:
         ID_VALIDs (``memory.read_string``), as the supervisor. The read and the resolver's fast
         case are one C call: this is the hot path of every path-inspected syscall. With
         ``keep_fd=False`` the result may hold no fd (-1): for a decision, only the path counts."""
-        flags = _checked_flags(resolve_flags)
+        flags = _checked_flags(resolve_flags) if resolve_flags else 0
         if not 0 < tid <= _INT_MAX:
             path = memory.read_string(notif_id, tid, addr)
             return self.resolve(
@@ -478,9 +478,9 @@ class PathResolver:
             )
         scratch = _scratch
         out, st, fd_out = scratch.out, scratch.st, scratch.fd
-        buf = memory.buffer
+        buf = memory.buf
         ret = lib.sv_read_resolve_fast(
-            memory.listener_fd,
+            memory.listener,
             notif_id,
             tid,
             addr,
@@ -489,7 +489,7 @@ class PathResolver:
             _AT_FDCWD if dirfd is None else dirfd if -_INT_MAX <= dirfd <= _INT_MAX else -1,
             _O_BASE if follow else _O_BASE | os.O_NOFOLLOW,
             flags | RESOLVE_NO_MAGICLINKS,
-            _own_root_st(),
+            _OWN_ROOT_ST or _own_root_st(),
             _SELF_FDS[0],
             out,
             PATH_MAX + 1,

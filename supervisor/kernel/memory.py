@@ -32,17 +32,10 @@ class MemoryReader:
     """Reads for one listener. Keeps one scratch buffer, so it is not shared between threads."""
 
     def __init__(self, listener_fd: int) -> None:
-        self._listener = listener_fd
-        self._buf = ffi.new("char[]", PATH_MAX)
-
-    @property
-    def listener_fd(self) -> int:
-        return self._listener
-
-    @property
-    def buffer(self) -> Any:
-        """The scratch buffer (PATH_MAX bytes), for a C call that reads into it."""
-        return self._buf
+        self.listener = listener_fd
+        # The scratch buffer (PATH_MAX bytes); public for C calls that read into it
+        # (PathResolver.read_and_resolve).
+        self.buf: Any = ffi.new("char[]", PATH_MAX)
 
     def fail(self, ret: int) -> None:
         """Raise what a failed read (``ret`` = -errno) means: TargetGone or TargetMemoryError."""
@@ -55,10 +48,10 @@ class MemoryReader:
     def read_string(self, notif_id: int, tid: int, addr: int, maxlen: int = PATH_MAX) -> bytes:
         """A NUL-terminated string of at most ``maxlen - 1`` bytes, without the NUL."""
         maxlen = min(maxlen, PATH_MAX)
-        ret = lib.sv_read_string_checked(self._listener, notif_id, tid, addr, self._buf, maxlen)
+        ret = lib.sv_read_string_checked(self.listener, notif_id, tid, addr, self.buf, maxlen)
         if ret < 0:
             self.fail(ret)
-        data: bytes = ffi.unpack(self._buf, ret)
+        data: bytes = ffi.unpack(self.buf, ret)
         return data
 
     def read_bytes(self, notif_id: int, tid: int, addr: int, length: int) -> bytes:
@@ -67,7 +60,7 @@ class MemoryReader:
             raise TargetMemoryError(errno.E2BIG, "struct too large")
         if length == 0:
             return b""
-        ret = lib.sv_read_checked(self._listener, notif_id, tid, addr, self._buf, length)
+        ret = lib.sv_read_checked(self.listener, notif_id, tid, addr, self.buf, length)
         if ret < 0:
             self.fail(ret)
-        return bytes(ffi.buffer(self._buf, ret))
+        return bytes(ffi.buffer(self.buf, ret))
