@@ -175,3 +175,22 @@ def test_explain() -> None:
     assert warnings[0].startswith("warning: rule 'sec'")
     # openat: the kill of `mixed` decides after the check, nothing lets it through
     assert "O_PATH opens ADVISORY (resumed after the check): open, openat2" in sec
+
+
+def test_i386_ipc_is_refused_when_a_sysv_ipc_rule_cannot_apply_to_it() -> None:
+    def ipc_rules(text: str) -> list[str]:
+        return [r.action.describe() for r in plan(text).rules if r.syscall == "ipc"]
+
+    plain = 'default = "allow"\n[[rule]]\nsyscalls = ["shmget"]\naction = "deny"\n'
+    assert ipc_rules(plain) == []  # libseccomp maps a plain rule onto ipc(SHMGET) itself
+    conditioned = (
+        'default = "allow"\n[[rule]]\nsyscalls = ["msgget"]\n'
+        'args = [{ arg = 0, op = "==", value = 7 }]\naction = "deny"\n'
+    )
+    assert ipc_rules(conditioned) == ["errno ENOSYS"]
+    logged = 'default = "allow"\n[[rule]]\nsyscalls = ["semop"]\naction = "log"\n'
+    assert ipc_rules(logged) == ["errno ENOSYS"]
+    assert "ipc" in plan(logged).kernel_decided
+    assert any("ipc(2)" in w for w in parse_policy(logged).warnings)
+    # A log default notifies everything, ipc too: decided alike, nothing to refuse.
+    assert ipc_rules('default = "log"\n') == []

@@ -62,3 +62,23 @@ def test_chown_rule_covers_chown32(supervise: Supervise, target_bin, files: File
     )
     r = supervise(policy, [target_bin("abi32"), "chown32", files.allowed])
     assert r.lines == ["EACCES"], r.explain()
+
+
+def test_ipc_multiplexer_cannot_bypass_a_rule_on_shmget(supervise: Supervise, target_bin) -> None:
+    """i386 programs reach shmget through ipc(2) (117), whose per-call arguments the kernel
+    filter cannot check: a policy that decides shmget by its key (here in the supervisor: the
+    rules disagree in order) would let every key through ipc. The plan refuses ipc instead."""
+    key_1234 = '[{ arg = 0, op = "==", value = 1234 }]'
+    policy = supervise.policy(
+        policy_text(
+            "t",
+            "allow",
+            rule("one-key", "allow", syscalls=["shmget"], args=key_1234),
+            rule("no-other-keys", "deny", syscalls=["shmget"]),
+        )
+    )
+    r = supervise(policy, [target_bin("abi32"), "shmget-ipc", "9999", "shmget-ipc", "1234"])
+    assert r.returncode == 0, r.explain()
+    assert r.lines == ["ENOSYS", "ENOSYS"], r.explain()
+    warnings = [e["detail"] for e in r.named("policy.advisory")]
+    assert any("ipc(2)" in w for w in warnings), warnings

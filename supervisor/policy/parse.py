@@ -25,7 +25,7 @@ from .groups import GROUPS, expand
 from .model import ARG_OPS, U64_MASK, Action, ArgCondition, Fault, Policy, Rate, Rule
 from .sockaddr import ADDRESS_SYSCALLS
 from .syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
-from .twins import abi_warnings, incompatible_args, twins_of
+from .twins import abi_warnings, incompatible_args, ipc_warnings, twins_of
 
 FORMAT_VERSION = 1
 DEFAULT_ERRNO = ERRNOS["EPERM"]
@@ -166,7 +166,11 @@ class _Parser:
                 )
             seen[r.name] = i
         self.check_uncovered(rules)
-        warnings = advisory_warnings(rules, default, self.phases) + abi_warnings(rules)
+        warnings = (
+            advisory_warnings(rules, default, self.phases)
+            + abi_warnings(rules)
+            + ipc_warnings(rules)
+        )
         return Policy(
             name=name,
             description=description,

@@ -31,6 +31,7 @@ decides each call as the syscall it makes.
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ from .constants import errno_name
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .sockaddr import SOCKETCALL_SYSCALLS
 from .syscalls import KNOWN_SYSCALLS
+from .twins import IPC_SYSCALLS
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,30 @@ def plan_filter(policy: Policy) -> FilterPlan:
         notified.add("socketcall")
         if filter_default != NOTIFY:
             out.append(KernelRule("socketcall", NOTIFY))
+    if ipc_is_refused(out, notified & {n for n in IPC_SYSCALLS if table.get(n)}):
+        # The same multiplexing for SysV IPC: libseccomp turns a rule on shmget & co. into an
+        # ipc(call) rule and drops its argument conditions (`allow shmget if arg0 == KEY` would
+        # allow every key through ipc), and a notified one would be decided as "ipc" (a limit
+        # or fail rule on shmget escaped by it). Nothing reads ipc's arguments for us, so
+        # i386 ipc() is refused (ENOSYS) whenever one of its calls is conditioned or notified.
+        out = [r for r in out if r.syscall != "ipc"]
+        notified.discard("ipc")
+        decided.add("ipc")
+        if filter_default != IPC_REFUSAL:
+            out.append(KernelRule("ipc", IPC_REFUSAL))
     return FilterPlan(filter_default, tuple(out), frozenset(notified), frozenset(decided))
+
+
+IPC_REFUSAL = KernelAction("errno", errno.ENOSYS)
+
+
+def ipc_is_refused(rules: list[KernelRule] | tuple[KernelRule, ...], notified: set[str]) -> bool:
+    """True when a SysV IPC syscall is notified because of a rule (``notified``) or has a
+    conditioned kernel rule: the plan then refuses i386 ipc(), whose arguments the kernel
+    filter cannot check per call."""
+    return bool(notified & IPC_SYSCALLS) or any(
+        r.conditions and r.syscall in IPC_SYSCALLS for r in rules
+    )
 
 
 def _describe_match(rule: Rule) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .model import Rule
+from .model import Action, Rule
 
 ALL_ARGS = frozenset(range(6))
 MAX_ID16 = 0xFFFF
@@ -218,5 +218,33 @@ def abi_warnings(rules: Iterable[Rule]) -> tuple[str, ...]:
                 f"{rule.where()}: the conditions do not test the same thing for i386 "
                 f"(int $0x80) callers, which reach the rule by the same name: {'; '.join(notes)}. "
                 "A refusal by these conditions may not stop an i386 caller"
+            )
+    return tuple(out)
+
+
+# The calls i386 programs make through the ipc(2) multiplexer (Linux 5.1 added direct i386
+# syscalls for them, which glibc does not use everywhere); policy/plan.py refuses ipc when a
+# rule on one of them cannot be applied to it.
+IPC_SYSCALLS = frozenset(
+    {
+        "semop", "semget", "semctl", "semtimedop", "semtimedop_time64",
+        "msgsnd", "msgrcv", "msgget", "msgctl",
+        "shmat", "shmdt", "shmget", "shmctl",
+    }
+)  # fmt: skip
+
+
+def ipc_warnings(rules: Iterable[Rule]) -> tuple[str, ...]:
+    """A warning for rules on SysV IPC syscalls that the kernel cannot apply to i386 ipc(2)
+    (argument conditions, or a decision of the supervisor): the filter refuses ipc then."""
+    out = []
+    for rule in rules:
+        names = sorted((rule.syscalls or frozenset()) & IPC_SYSCALLS)
+        if names and (rule.args or rule.stateful or rule.action is Action.LOG):
+            out.append(
+                f"{rule.where()}: i386 programs reach {', '.join(names)} through ipc(2), whose "
+                "arguments the kernel filter cannot check call by call: i386 ipc() is refused "
+                "with ENOSYS under this policy (64-bit callers, and i386 callers of the direct "
+                "syscalls, are decided by the rule)"
             )
     return tuple(out)

@@ -5,6 +5,8 @@
  * Ops: stat (i386 106)  stat64 (195)  lstat64 (196)  oldstat (18)
  *      fstatat64 (300, AT_FDCWD, flags AT_SYMLINK_NOFOLLOW)
  *      chown32 (212, to the file's own owner: -1, -1)
+ *      shmget-ipc KEY (the ipc multiplexer, 117: ipc(SHMGET, KEY, 4096, IPC_CREAT|0600); a
+ *      segment it makes is removed at once with ipc(SHMCTL, id, IPC_RMID))
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -57,6 +59,11 @@ int main(int argc, char **argv)
             r = int80(300, AT_FDCWD, p, b, AT_SYMLINK_NOFOLLOW);
         else if (!strcmp(op, "chown32"))
             r = int80(212, p, -1, -1, 0);
+        else if (!strcmp(op, "shmget-ipc")) {
+            r = int80(117, 23 /* SHMGET */, atol(argv[i + 1]), 4096, 01000 /* IPC_CREAT */ | 0600);
+            if (r >= 0)
+                int80(117, 24 /* SHMCTL */, r, 0 /* IPC_RMID */ | 0x100 /* IPC_64 */, 0);
+        }
         else {
             fprintf(stderr, "abi32: unknown op %s\n", op);
             return 2;
