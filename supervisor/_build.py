@@ -169,6 +169,26 @@ long sv_read_resolve_fast(int listener, uint64_t id, int tid, uint64_t addr, cha
 #define SV_RESOLVED_CLOSED ...
 /* ---- the loop's receive: poll and RECV in one call (supervisor/kernel/seccomp.py) ---- */
 int sv_notif_poll_recv(int fd, struct seccomp_notif *n);
+/* ---- the path lane: receive and, for a path syscall, read and resolve its path (loop.py) ---- */
+#define SV_LANE_MAX_NR ...
+#define SV_LANE_NOT_TRIED ...
+#define SV_FOLLOW_ALWAYS ...
+#define SV_FOLLOW_NEVER ...
+#define SV_FOLLOW_UNLESS_FLAG ...
+#define SV_FOLLOW_IF_FLAG ...
+struct sv_path_route { int32_t path_arg; int32_t dirfd_arg; int32_t flags_arg; int32_t follow;
+                       uint64_t flag; };
+struct sv_lane {
+    struct sv_path_route routes[2][512];
+    struct sv_stat own_root;
+    int self_fds;
+    long len;
+    int fd;
+    char buf[4096];
+    char out[4097];
+    struct sv_stat st;
+};
+int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *lane);
 """
 
 SOURCE = r"""
@@ -627,6 +647,63 @@ int sv_notif_poll_recv(int fd, struct seccomp_notif *n) {
     if (r == 0) return 0;
     if (!(p.revents & POLLIN)) return 2;
     return sv_notif_recv(fd, n) < 0 ? -1 : 1;
+}
+
+/* The path lane: sv_notif_poll_recv, then, when the syscall's (arch, nr) has a route (a syscall
+   with one path argument, registered by the loop for its policy), the read and the fast
+   resolution of that path (sv_read_resolve_fast, fd closed: a decision needs only the path)
+   in the same call, so that the loop crosses into C once per notification on its hot path.
+   Returns what sv_notif_poll_recv returns; for a notification with a route, 3 instead of 1,
+   with lane->len (the length read, or -errno of the read) and lane->fd (SV_RESOLVED_CLOSED:
+   the canonical path is in lane->out; SV_RESOLVE_SLOW: the loop resolves lane->buf itself).
+   lane->fd is SV_LANE_NOT_TRIED otherwise. The route mirrors loop.Supervisor._resolve_arg. */
+#include <linux/audit.h>
+#define SV_LANE_MAX_NR 512
+#define SV_LANE_NOT_TRIED (-3)
+#define SV_FOLLOW_ALWAYS 0
+#define SV_FOLLOW_NEVER 1
+#define SV_FOLLOW_UNLESS_FLAG 2
+#define SV_FOLLOW_IF_FLAG 3
+struct sv_path_route { int32_t path_arg; int32_t dirfd_arg; int32_t flags_arg; int32_t follow;
+                       uint64_t flag; };
+struct sv_lane {
+    struct sv_path_route routes[2][SV_LANE_MAX_NR];
+    struct sv_stat own_root;
+    int self_fds;
+    long len;
+    int fd;
+    char buf[4096];
+    char out[4097];
+    struct sv_stat st;
+};
+int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *l) {
+    l->fd = SV_LANE_NOT_TRIED;
+    int r = sv_notif_poll_recv(listener, n);
+    if (r != 1) return r;
+    int a = n->data.arch == AUDIT_ARCH_X86_64 ? 0 : n->data.arch == AUDIT_ARCH_I386 ? 1 : -1;
+    if (a < 0 || n->data.nr < 0 || n->data.nr >= SV_LANE_MAX_NR || n->pid > 0x7fffffffu)
+        return 1;
+    const struct sv_path_route *rt = &l->routes[a][n->data.nr];
+    if (rt->path_arg < 0 || rt->path_arg > 5) return 1;
+    const uint64_t *args = n->data.args;
+    uint64_t flags = (rt->flags_arg >= 0 && rt->flags_arg <= 5) ? args[rt->flags_arg] : 0;
+    int follow;
+    switch (rt->follow) {
+    case SV_FOLLOW_ALWAYS: follow = 1; break;
+    case SV_FOLLOW_NEVER: follow = 0; break;
+    case SV_FOLLOW_UNLESS_FLAG: follow = !(flags & rt->flag); break;
+    case SV_FOLLOW_IF_FLAG: follow = (flags & rt->flag) != 0; break;
+    default: return 1;
+    }
+    int dirfd = AT_FDCWD;  /* an int argument: its low 32 bits, sign-extended */
+    if (rt->dirfd_arg >= 0 && rt->dirfd_arg <= 5)
+        dirfd = (int)(int32_t)(uint32_t)args[rt->dirfd_arg];
+    l->len = sv_read_resolve_fast(listener, n->id, (int)n->pid, args[rt->path_arg], l->buf,
+                                  sizeof(l->buf), dirfd,
+                                  O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW),
+                                  RESOLVE_NO_MAGICLINKS, &l->own_root, l->self_fds, l->out,
+                                  sizeof(l->out), &l->st, 0, &l->fd);
+    return 3;
 }
 """
 

@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 import trio
 
+from supervisor._native import ffi, lib
 from supervisor.emulate import PreparedOpen, Refused, prepare_open
 from supervisor.execcalls import ExecCalls
 from supervisor.kernel.creds import read_creds
@@ -58,7 +59,7 @@ from supervisor.policy import (
     Request,
     path_args,
 )
-from supervisor.resolve import PathResolver, Resolved
+from supervisor.resolve import PathResolver, Resolved, init_lane, lane_path
 
 AT_FDCWD = -100
 O_CREAT = os.O_CREAT
@@ -88,6 +89,17 @@ class Counters:
     killed: int = 0
     by_syscall: Counter[str] = field(default_factory=Counter)
 
+
+_LANE_NOT_TRIED: int = lib.SV_LANE_NOT_TRIED
+_RESOLVED_CLOSED: int = lib.SV_RESOLVED_CLOSED
+_LANE_MAX_NR: int = lib.SV_LANE_MAX_NR
+_LANE_ARCH = {lib.SCMP_ARCH_X86_64: 0, lib.SCMP_ARCH_X86: 1}  # sv_lane.routes[...]
+_LANE_FOLLOW = {
+    Follow.ALWAYS: lib.SV_FOLLOW_ALWAYS,
+    Follow.NEVER: lib.SV_FOLLOW_NEVER,
+    Follow.UNLESS_FLAG: lib.SV_FOLLOW_UNLESS_FLAG,
+    Follow.IF_FLAG: lib.SV_FOLLOW_IF_FLAG,
+}
 
 # How _route() says a notification is handled.
 _UNKNOWN, _PLAIN, _PATHS, _EXEC, _NET = "unknown", "plain", "paths", "exec", "net"
@@ -136,6 +148,10 @@ class Supervisor:
         self._path_specs: dict[tuple[str, str], tuple[PathArg, ...]] = {}
         # _route() of each (arch, nr) seen under the current policy.
         self._routes: dict[tuple[int, int], _Route] = {}
+        # sv_lane_next's routes and outputs (see _route and _lane_paths).
+        self._lane: Any = ffi.new("struct sv_lane *")
+        init_lane(self._lane)
+        self._lane_reset()
         self._memory = MemoryReader(listener.fileno())
         self._resolver = PathResolver()
         self._threads = trio.CapacityLimiter(max_blocking_opens)
@@ -158,6 +174,7 @@ class Supervisor:
         self.policy = policy
         self.engine = Engine(policy)
         self._routes.clear()
+        self._lane_reset()
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -177,7 +194,7 @@ class Supervisor:
         listener = self.listener
         handled = 0
         while True:
-            got = listener.next_notification()
+            got = listener.next_notification(self._lane)
             if got is Readiness.IDLE:
                 handled = 0
                 await listener.wait_readable()
@@ -210,10 +227,33 @@ class Supervisor:
             route = _Route(name, arch, _NET, ())
         elif self.engine.needs_paths(name):
             route = _Route(name, arch, _PATHS, self._specs(name, arch))
+            self._lane_route(key, name, route.specs)
         else:
             route = _Route(name, arch, _PLAIN, ())
         self._routes[key] = route
         return route
+
+    def _lane_reset(self) -> None:
+        for table in self._lane.routes:
+            for r in table:
+                r.path_arg = -1
+
+    def _lane_route(self, key: tuple[int, int], name: str, specs: tuple[PathArg, ...]) -> None:
+        """Let sv_lane_next read and resolve this syscall's path when _resolve_arg would do no
+        more than that: one path argument, not NULL-able, no open_how to read first."""
+        arch, nr = key
+        table = _LANE_ARCH.get(arch)
+        if table is None or len(specs) != 1 or name == "openat2" or not 0 <= nr < _LANE_MAX_NR:
+            return
+        spec = specs[0]
+        if spec.nullable:
+            return
+        r = self._lane.routes[table][nr]
+        r.dirfd_arg = -1 if spec.dirfd is None else spec.dirfd
+        r.flags_arg = -1 if spec.flags_arg is None else spec.flags_arg
+        r.follow = _LANE_FOLLOW[spec.follow]
+        r.flag = spec.flag
+        r.path_arg = spec.path
 
     def _specs(self, name: str, arch: str) -> tuple[PathArg, ...]:
         specs = self._path_specs.get((name, arch))
@@ -222,6 +262,10 @@ class Supervisor:
         return specs
 
     def handle(self, n: Notification) -> None:
+        lane = self._lane
+        lane_fd = lane.fd  # what sv_lane_next did with this notification's path, if anything
+        if lane_fd != _LANE_NOT_TRIED:
+            lane.fd = _LANE_NOT_TRIED  # consumed: a later handle() of another source sees none
         counters = self.counters
         counters.notifications += 1
         key = (n.arch, n.nr)
@@ -247,7 +291,10 @@ class Supervisor:
                 self._net.handle(n, name)  # address rules: supervisor/netcalls.py
                 return
             if kind is _PATHS:
-                paths = self._decision_paths(n, name, route.specs)
+                if lane_fd != _LANE_NOT_TRIED:
+                    paths = self._lane_paths(n, name, route.specs[0], lane_fd)
+                else:
+                    paths = self._decision_paths(n, name, route.specs)
                 if paths is None:
                     return
                 request = Request(n.pid, name, route.arch, n.args, paths)
@@ -267,6 +314,32 @@ class Supervisor:
                 error=f"{type(e).__name__}: {e}",
             )
             self._reply_error(n, name, errno.EPERM, reason="internal error")
+
+    def _lane_paths(
+        self, n: Notification, name: str, spec: PathArg, lane_fd: int
+    ) -> tuple[str, ...] | None:
+        """_decision_paths for a path sv_lane_next has read (and, if it could, resolved)."""
+        lane = self._lane
+        try:
+            length = lane.len
+            if length < 0:
+                self._memory.fail(length)  # TargetGone or TargetMemoryError, as read_string
+            if lane_fd == _RESOLVED_CLOSED:
+                return (lane_path(lane),)
+            raw: bytes = ffi.unpack(lane.buf, length)
+            _addr, dirfd, follow, empty_ok, _rflags = self._arg_view(n, name, spec)
+            r = self._resolver.resolve_read(
+                n.pid, dirfd, raw, follow=follow, empty_path_ok=empty_ok
+            )
+            r.close()
+            return (r.path if r.exists else _join(r.path, r.name or ""),)
+        except TargetMemoryError as e:
+            self._reply_error(n, name, e.errno or errno.EFAULT, reason="bad pointer")
+            return None
+        except OSError as e:
+            err = self._errno_as_target(n, name, (spec,)) or e.errno or errno.EACCES
+            self.listener.send_error(n.id, err)
+            return None
 
     def _decision_paths(
         self, n: Notification, name: str, specs: tuple[PathArg, ...]
@@ -329,22 +402,7 @@ class Supervisor:
         *,
         keep_fd: bool = True,
     ) -> Resolved:
-        args = n.args
-        flags_arg = spec.flags_arg
-        flags = args[flags_arg] if flags_arg is not None else 0
-        follow = _follows(spec, flags)
-        resolve_flags = 0
-        if name == "openat2":
-            how_flags, _mode, resolve_flags = self._open_how(n)
-            follow = not (how_flags & O_NOFOLLOW)
-        dirfd_arg = spec.dirfd
-        if dirfd_arg is None:
-            dirfd = None
-        else:  # _dirfd() inline (hot path): the low 32 bits, sign-extended; AT_FDCWD is None
-            fd = args[dirfd_arg] & 0xFFFFFFFF
-            dirfd = None if fd == 0xFFFFFF9C else fd - (1 << 32) if fd & 0x80000000 else fd
-        addr = args[spec.path]
-        empty_ok = bool(spec.empty_path_flag and flags & spec.empty_path_flag)
+        addr, dirfd, follow, empty_ok, resolve_flags = self._arg_view(n, name, spec)
         if addr == 0 and spec.nullable:
             path, empty_ok = b"", True
         elif creds is None:
@@ -370,6 +428,29 @@ class Supervisor:
             resolve_flags=resolve_flags,
             creds=creds,
         )
+
+    def _arg_view(
+        self, n: Notification, name: str, spec: PathArg
+    ) -> tuple[int, int | None, bool, bool, int]:
+        """Where a path argument is and how the kernel walks it: (address, dirfd or None for
+        the cwd, follow the last symlink, an empty path means the dirfd, RESOLVE_ flags).
+        sv_lane_next does the same in C for the routes _lane_route registers."""
+        args = n.args
+        flags_arg = spec.flags_arg
+        flags = args[flags_arg] if flags_arg is not None else 0
+        follow = _follows(spec, flags)
+        resolve_flags = 0
+        if name == "openat2":
+            how_flags, _mode, resolve_flags = self._open_how(n)
+            follow = not (how_flags & O_NOFOLLOW)
+        dirfd_arg = spec.dirfd
+        if dirfd_arg is None:
+            dirfd = None
+        else:  # _dirfd() inline (hot path): the low 32 bits, sign-extended; AT_FDCWD is None
+            fd = args[dirfd_arg] & 0xFFFFFFFF
+            dirfd = None if fd == 0xFFFFFF9C else fd - (1 << 32) if fd & 0x80000000 else fd
+        empty_ok = bool(spec.empty_path_flag and flags & spec.empty_path_flag)
+        return args[spec.path], dirfd, follow, empty_ok, resolve_flags
 
     def _errno_as_target(self, n: Notification, name: str, specs: tuple[PathArg, ...]) -> int:
         try:

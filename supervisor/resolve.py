@@ -426,6 +426,18 @@ def _checked_flags(resolve_flags: int) -> int:
     return resolve_flags & ~RESOLVE_CACHED  # a hint; we may always do the full lookup
 
 
+def init_lane(lane: Any) -> None:
+    """Give a ``struct sv_lane`` what sv_read_resolve_fast needs: our root, our /proc/self/fd."""
+    lane.own_root = (_OWN_ROOT_ST or _own_root_st())[0]
+    lane.self_fds = _SELF_FDS[0]
+
+
+def lane_path(lane: Any) -> str:
+    """The canonical path sv_lane_next resolved (lane.fd == SV_RESOLVED_CLOSED)."""
+    text: str = ffi.string(lane.out).decode(_FS_ENCODING, _FS_ERRORS)
+    return text
+
+
 class _SlowPath(Exception):
     """The fast path cannot answer; walk component by component."""
 
@@ -511,6 +523,15 @@ class PathResolver:
             )
         read: bytes = ffi.unpack(buf, ret)
         return self._walk(tid, dirfd, read, follow, empty_path_ok, flags, None)
+
+    def resolve_read(
+        self, tid: int, dirfd: int | None, path: bytes, *, follow: bool, empty_path_ok: bool
+    ) -> Resolved:
+        """The careful walk of ``path`` (already read from the target, and tried by the fast
+        path in C: sv_lane_next), as the supervisor."""
+        if len(path) >= PATH_MAX:
+            raise _err(errno.ENAMETOOLONG)
+        return self._walk(tid, dirfd, path, follow, empty_path_ok, 0, None)
 
     def _walk(
         self,

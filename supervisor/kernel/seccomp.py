@@ -33,6 +33,7 @@ import select
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import trio
 
@@ -133,11 +134,16 @@ class ListenerFd:
     async def wait_readable(self) -> None:
         await trio.lowlevel.wait_readable(self.fileno())
 
-    def next_notification(self) -> Notification | Readiness:
+    def next_notification(self, lane: Any = None) -> Notification | Readiness:
         """readiness() and recv() in one C call, for the loop: a Notification, IDLE, GONE, or
-        PENDING when one vanished before we took it (its target was killed): look again."""
-        ret = lib.sv_notif_poll_recv(self.fileno(), self._notif)
-        if ret == 1:
+        PENDING when one vanished before we took it (its target was killed): look again.
+        With a ``struct sv_lane`` (supervisor.loop), the same call also reads and resolves the
+        path of a syscall the lane has a route for (see sv_lane_next)."""
+        if lane is None:
+            ret = lib.sv_notif_poll_recv(self.fileno(), self._notif)
+        else:
+            ret = lib.sv_lane_next(self.fileno(), self._notif, lane)
+        if ret == 1 or ret == 3:
             v = _NOTIF.unpack_from(self._notif_bytes)
             return Notification(v[0], v[1], v[3], v[4], v[5], v[6:12])
         if ret == 0:
