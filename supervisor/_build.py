@@ -126,6 +126,15 @@ struct sv_creds {
 };
 #define SV_MAX_GROUPS ...
 int sv_creds_get(struct sv_creds *out);
+struct sv_status_creds {
+    uint32_t fsuid;
+    uint32_t fsgid;
+    int ngroups;
+    uint32_t groups[256];
+    uint64_t cap_effective;
+    int32_t umask;
+};
+int sv_parse_status(const char *text, size_t len, struct sv_status_creds *out);
 int sv_creds_enter(const struct sv_creds *want, struct sv_creds *saved);
 void sv_creds_leave(const struct sv_creds *saved);
 
@@ -369,6 +378,105 @@ static int raw_capset(const uint32_t eff[2], const uint32_t prm[2], const uint32
     for (int i = 0; i < 2; i++) { d[i].effective = eff[i]; d[i].permitted = prm[i];
                                   d[i].inheritable = inh[i]; }
     return syscall(SYS_capset, &h, d);
+}
+
+/* ---- the credentials in /proc/TID/status (supervisor/kernel/creds.py, parse_status) ----
+   Kernel text, parsed strictly all the same: Uid:/Gid: with exactly four decimal ids (the
+   fourth is the fs id), Groups: decimal ids, CapEff: 1 to 16 hex digits, Umask: octal
+   (optional; -1 when absent). A missing, repeated or malformed line is -1; more than
+   SV_MAX_GROUPS groups is -2. In C because it runs for every emulated operation: the Python
+   parser cost ~12 us of the ~100 of an emulated open. */
+struct sv_status_creds {
+    uint32_t fsuid;
+    uint32_t fsgid;
+    int ngroups;
+    uint32_t groups[SV_MAX_GROUPS];
+    uint64_t cap_effective;
+    int32_t umask;
+};
+
+/* The value of the one line "KEY:" (tag = "\nKEY:"), its end in *end; NULL if absent, and
+   *dup set when the line appears twice. text[0] is treated as following a newline. */
+static const char *sv_status_line(const char *text, size_t len, const char *tag, const char **end,
+                                  int *dup) {
+    size_t tl = strlen(tag);
+    const char *hit = NULL, *p = text, *stop = text + len;
+    if (len >= tl - 1 && memcmp(text, tag + 1, tl - 1) == 0) hit = text + tl - 1;
+    while ((p = memmem(p, (size_t)(stop - p), tag, tl)) != NULL) {
+        if (hit) { *dup = 1; return NULL; }
+        hit = p + tl;
+        p += tl;
+    }
+    if (!hit) return NULL;
+    const char *e = memchr(hit, '\n', (size_t)(stop - hit));
+    *end = e ? e : stop;
+    return hit;
+}
+
+/* Decimal ids separated by blanks from p to end: at most max of them into ids; the count, or -1
+   (not a decimal, above 0xffffffff), or -2 (more than max). */
+static int sv_ids(const char *p, const char *end, uint32_t *ids, int max) {
+    int n = 0;
+    while (p < end) {
+        if (*p == ' ' || *p == '\t') { p++; continue; }
+        uint64_t v = 0;
+        int digits = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            v = v * 10 + (uint64_t)(*p - '0');
+            if (v > 0xffffffffULL) return -1;
+            p++;
+            digits++;
+        }
+        if (!digits || (p < end && *p != ' ' && *p != '\t')) return -1;
+        if (n >= max) return -2;
+        ids[n++] = (uint32_t)v;
+    }
+    return n;
+}
+
+int sv_parse_status(const char *text, size_t len, struct sv_status_creds *out) {
+    const char *end = NULL, *v;
+    int dup = 0;
+    uint32_t four[4];
+    memset(out, 0, sizeof(*out));
+    if (!(v = sv_status_line(text, len, "\nUid:", &end, &dup))) return -1;
+    if (sv_ids(v, end, four, 4) != 4) return -1;
+    out->fsuid = four[3];
+    if (!(v = sv_status_line(text, len, "\nGid:", &end, &dup))) return -1;
+    if (sv_ids(v, end, four, 4) != 4) return -1;
+    out->fsgid = four[3];
+    if (!(v = sv_status_line(text, len, "\nGroups:", &end, &dup))) return -1;
+    int n = sv_ids(v, end, out->groups, SV_MAX_GROUPS);
+    if (n < 0) return n;
+    out->ngroups = n;
+    if (!(v = sv_status_line(text, len, "\nCapEff:", &end, &dup))) return -1;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) end--;
+    if (end - v < 1 || end - v > 16) return -1;
+    uint64_t cap = 0;
+    for (const char *c = v; c < end; c++) {
+        int d = (*c >= '0' && *c <= '9') ? *c - '0'
+              : (*c >= 'a' && *c <= 'f') ? *c - 'a' + 10
+              : (*c >= 'A' && *c <= 'F') ? *c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        cap = (cap << 4) | (uint64_t)d;
+    }
+    out->cap_effective = cap;
+    out->umask = -1;
+    v = sv_status_line(text, len, "\nUmask:", &end, &dup);
+    if (dup) return -1;
+    if (v) {
+        while (v < end && (*v == ' ' || *v == '\t')) v++;
+        while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) end--;
+        if (end - v < 1 || end - v > 11) return -1;
+        uint32_t m = 0;
+        for (const char *c = v; c < end; c++) {
+            if (*c < '0' || *c > '7') return -1;
+            m = (m << 3) | (uint32_t)(*c - '0');
+        }
+        out->umask = (int32_t)(m & 0777);
+    }
+    return 0;
 }
 
 int sv_creds_get(struct sv_creds *out) {

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from supervisor.kernel.creds import Creds, current_creds, parse_status, read_creds
 from supervisor.resolve import (
@@ -454,3 +456,43 @@ def test_no_fd_leaks(spawn: Any, tree: str, jail: str) -> None:
         for path in ("abs", "up", "/etc/x", "nothere"):
             res(j, path).close()
     assert open_fds() == before
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "Uid:",
+                "Gid:",
+                "Groups:",
+                "CapEff:",
+                "Umask:",
+                "\t",
+                " ",
+                "\n",
+                "0",
+                "7",
+                "9",
+                "f",
+                "ffffffffffffffff",
+                "4294967295",
+                "4294967296",
+                "-",
+                "x",
+                "Name:\tUid:",
+            ]
+        ),
+        max_size=60,
+    ).map("".join)
+    | st.text(max_size=300)
+)
+def test_parse_status_never_crashes_on_any_text(text: str) -> None:
+    """sv_parse_status is C: any text gives Creds or a clean error, never a crash."""
+    try:
+        c = parse_status(text)
+    except ValueError:
+        return
+    except OSError as e:
+        assert e.errno == errno.EINVAL
+        return
+    assert 0 <= c.fsuid <= 0xFFFFFFFF and 0 <= c.cap_effective < 1 << 64

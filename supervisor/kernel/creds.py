@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +23,6 @@ from typing import Any
 from supervisor._native import ffi, lib
 
 MAX_GROUPS: int = lib.SV_MAX_GROUPS
-_ID_MAX = 0xFFFFFFFF
-_HEX64 = re.compile(r"[0-9a-fA-F]{1,16}")
-_OCTAL = re.compile(r"[0-7]+")
 _CAP_MAX = (1 << 64) - 1
 
 
@@ -42,65 +38,34 @@ class Creds:
     umask: int = field(default=0o022, compare=False)
 
 
-def _id(text: str) -> int:
-    if not text.isdigit() or not text.isascii():
-        raise ValueError(f"bad id {text!r} in /proc status")
-    value = int(text)
-    if value > _ID_MAX:
-        raise ValueError(f"id {text!r} out of range in /proc status")
-    return value
-
-
-def _line(text: str, tag: str) -> str | None:
-    """The value of the one line starting with ``tag`` ("\\nKey:") in ``text`` (which starts with
-    a newline); None when there is none. Found with str.find: parse_status runs for every
-    emulated operation, and splitting all ~60 lines of a status file cost ~20 us of Python."""
-    i = text.find(tag)
-    if i < 0:
-        return None
-    start = i + len(tag)
-    end = text.find("\n", start)
-    if end < 0:
-        end = len(text)
-    if text.find(tag, end) >= 0:
-        raise ValueError(f"duplicate {tag.strip()} line in /proc status")
-    return text[start:end].strip()
-
-
-def parse_status(text: str) -> Creds:
-    """The credentials in the text of a /proc/TID/status file."""
-    text = "\n" + text
-    fields: dict[str, str] = {}
-    for key in ("Uid", "Gid", "Groups", "CapEff", "Umask"):
-        value = _line(text, f"\n{key}:")
-        if value is not None:
-            fields[key] = value
-    for key in ("Uid", "Gid", "Groups", "CapEff"):
-        if key not in fields:
-            raise ValueError(f"no {key}: line in /proc status")
-    uids = fields["Uid"].split()
-    gids = fields["Gid"].split()
-    if len(uids) != 4 or len(gids) != 4:
-        raise ValueError("Uid:/Gid: lines in /proc status need 4 fields")
-    groups = tuple(_id(g) for g in fields["Groups"].split())
-    if len(groups) > MAX_GROUPS:
-        raise OSError(errno.EINVAL, f"target has {len(groups)} groups, more than {MAX_GROUPS}")
-    cap_text = fields["CapEff"]
-    if _HEX64.fullmatch(cap_text) is None:
-        raise ValueError(f"bad CapEff {cap_text!r} in /proc status")
-    umask = 0o022
-    if "Umask" in fields:
-        umask_text = fields["Umask"]
-        if _OCTAL.fullmatch(umask_text) is None:
-            raise ValueError(f"bad Umask {umask_text!r} in /proc status")
-        umask = int(umask_text, 8) & 0o777
+def parse_status(text: str | bytes) -> Creds:
+    """The credentials in the text of a /proc/TID/status file (parsed in C: sv_parse_status)."""
+    raw = text.encode("latin-1") if isinstance(text, str) else text
+    out = _scratch_status()
+    ret = lib.sv_parse_status(raw, len(raw), out)
+    if ret == -2:
+        raise OSError(errno.EINVAL, f"target has more than {MAX_GROUPS} groups")
+    if ret < 0:
+        raise ValueError("malformed Uid:, Gid:, Groups:, CapEff: or Umask: line in /proc status")
     return Creds(
-        fsuid=_id(uids[3]),
-        fsgid=_id(gids[3]),
-        groups=groups,
-        cap_effective=int(cap_text, 16),
-        umask=umask,
+        fsuid=out.fsuid,
+        fsgid=out.fsgid,
+        groups=tuple(out.groups[0 : out.ngroups]),
+        cap_effective=out.cap_effective,
+        umask=out.umask if out.umask >= 0 else 0o022,
     )
+
+
+class _StatusScratch(threading.local):
+    def __init__(self) -> None:
+        self.out = ffi.new("struct sv_status_creds *")
+
+
+_status_scratch = _StatusScratch()
+
+
+def _scratch_status() -> Any:
+    return _status_scratch.out
 
 
 _OWN_USERNS: list[tuple[int, int]] = []
@@ -134,8 +99,7 @@ def read_creds(tid: int) -> Creds:
         data = os.read(fd, 65536)  # procfs gives the whole file in one read
     finally:
         os.close(fd)
-    # latin-1: the Name: line is the target's own bytes; the fields we use are checked.
-    creds = parse_status(data.decode("latin-1"))
+    creds = parse_status(data)
     if creds.cap_effective and not in_own_userns(tid):
         creds = replace(creds, cap_effective=0)
     return creds
