@@ -198,6 +198,8 @@ struct sv_lane {
     struct sv_stat st;
 };
 int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *lane);
+int sv_lane_answer_next(int listener, uint64_t id, int32_t error, struct seccomp_notif *n,
+                        struct sv_lane *lane);
 """
 
 SOURCE = r"""
@@ -812,6 +814,18 @@ int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *l) {
                                   RESOLVE_NO_MAGICLINKS, &l->own_root, l->self_fds, l->out,
                                   sizeof(l->out), &l->st, 0, &l->fd);
     return 3;
+}
+
+/* A denial (SEND with -error) and sv_lane_next in one call: the loop's commonest answer and its
+   next receive cross into C once. -4: the SEND failed with errno other than ENOENT (a target
+   gone or interrupted is not a failure); nothing was received then. */
+int sv_lane_answer_next(int listener, uint64_t id, int32_t error, struct seccomp_notif *n,
+                        struct sv_lane *l) {
+    if (sv_notif_send(listener, id, 0, -error, 0) < 0 && errno != ENOENT) {
+        l->fd = SV_LANE_NOT_TRIED;
+        return -4;
+    }
+    return sv_lane_next(listener, n, l);
 }
 """
 

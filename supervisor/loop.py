@@ -25,6 +25,7 @@ the loop down and never allows the syscall.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -148,6 +149,9 @@ class Supervisor:
         self._path_specs: dict[tuple[str, str], tuple[PathArg, ...]] = {}
         # _route() of each (arch, nr) seen under the current policy.
         self._routes: dict[tuple[int, int], _Route] = {}
+        # A denial _act leaves for _serve to send with its next receive (_defer: in handle()).
+        self._denial: tuple[int, int] | None = None
+        self._defer = False
         # sv_lane_next's routes and outputs (see _route and _lane_paths).
         self._lane: Any = ffi.new("struct sv_lane *")
         init_lane(self._lane)
@@ -193,20 +197,43 @@ class Supervisor:
     async def _serve(self) -> None:
         listener = self.listener
         handled = 0
-        while True:
-            got = listener.next_notification(self._lane)
-            if got is Readiness.IDLE:
-                handled = 0
-                await listener.wait_readable()
-                continue
-            if got is Readiness.GONE:
-                return
-            if got is not Readiness.PENDING:
-                self.handle(got)
-            handled += 1
-            if handled >= self.batch:
-                handled = 0
-                await trio.lowlevel.checkpoint()
+        lane = self._lane
+        try:
+            while True:
+                denial = self._denial
+                if denial is None:
+                    got = listener.next_notification(lane)
+                else:  # the last notification's answer, sent with this receive
+                    self._denial = None
+                    got = listener.deny_then_next(denial[0], denial[1], lane)
+                if got is Readiness.IDLE:
+                    handled = 0
+                    await listener.wait_readable()
+                    continue
+                if got is Readiness.GONE:
+                    return
+                if got is not Readiness.PENDING:
+                    self._defer = True
+                    try:
+                        self.handle(got)
+                    finally:
+                        self._defer = False
+                handled += 1
+                if handled >= self.batch:
+                    handled = 0
+                    self._send_denial()
+                    await trio.lowlevel.checkpoint()
+        finally:
+            # Leaving (every target gone, or cancelled): nobody may be left waiting, but the
+            # listener may be closed or the target gone by now.
+            with contextlib.suppress(OSError, ValueError):
+                self._send_denial()
+
+    def _send_denial(self) -> None:
+        """Send a denial _act left for the next receive (never left waiting past the loop)."""
+        denial, self._denial = self._denial, None
+        if denial is not None:
+            self.listener.send_error(denial[0], denial[1])
 
     async def _flush_logs(self) -> None:
         while True:
@@ -303,7 +330,7 @@ class Supervisor:
             engine = self.engine
             if engine.has_budgets:
                 request = self._budget_facts(n, request)
-            self._act(n, request, engine.decide(request))
+            self._act(n, request, engine.decide(request), defer=True)
         except TargetGone:
             pass
         except Exception as e:  # never let one notification take the supervisor down
@@ -495,14 +522,23 @@ class Supervisor:
         return dataclasses.replace(request, now=now, tgid=tgid, uid=uid)
 
     # -- acting on a decision -----------------------------------------------------------------
-    def _act(self, n: Notification, request: Request, decision: Decision) -> None:
+    def _act(
+        self, n: Notification, request: Request, decision: Decision, defer: bool = False
+    ) -> None:
+        """Turn a decision into the answer. ``defer``: handle()'s own final call, inside _serve:
+        a denial may then be left in self._denial for _serve to send (sv_lane_answer_next)."""
         if decision.enters is not None:
             self._phase_entered(n, request, decision)
         action = decision.action
         if action is Action.DENY:
             self.counters.denied += 1
             self._record("syscall.denied", n, request, decision)
-            self.listener.send_error(n.id, decision.errno or errno.EPERM)
+            err = decision.errno or errno.EPERM
+            if defer and self._defer:
+                # The last thing handle() does: _serve sends it with its next receive.
+                self._denial = (n.id, err)
+            else:
+                self.listener.send_error(n.id, err)
         elif action is Action.FAIL:
             # Fault injection: an error the call could have had, chosen by the policy.
             self.counters.denied += 1

@@ -143,6 +143,16 @@ class ListenerFd:
             ret = lib.sv_notif_poll_recv(self.fileno(), self._notif)
         else:
             ret = lib.sv_lane_next(self.fileno(), self._notif, lane)
+        return self._received(ret)
+
+    def deny_then_next(self, notif_id: int, err: int, lane: Any) -> Notification | Readiness:
+        """send_error(notif_id, err), then next_notification(lane), in one C call."""
+        ret = lib.sv_lane_answer_next(self.fileno(), notif_id, err, self._notif, lane)
+        if ret == -4:
+            check(-1)  # the SEND failed (not ENOENT): as send_error would raise
+        return self._received(ret)
+
+    def _received(self, ret: int) -> Notification | Readiness:
         if ret == 1 or ret == 3:
             v = _NOTIF.unpack_from(self._notif_bytes)
             return Notification(v[0], v[1], v[3], v[4], v[5], v[6:12])
