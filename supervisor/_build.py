@@ -9,6 +9,34 @@ fork/exec of a target that must not run any Python after its filter is installed
 
 from cffi import FFI
 
+# Structs declared to cffi (CDEF) and defined for the compiler (SOURCE) alike: one text for both,
+# so the two cannot drift (array sizes are literal: cffi's cdef takes no macros there; SOURCE
+# asserts they match its macros).
+LANE_STRUCTS = """
+struct sv_path_route { int32_t path_arg; int32_t dirfd_arg; int32_t flags_arg; int32_t follow;
+                       uint64_t flag; };
+struct sv_lane {
+    struct sv_path_route routes[2][512];
+    struct sv_stat own_root;
+    int self_fds;
+    long len;
+    int fd;
+    char buf[4096];
+    char out[4097];
+    struct sv_stat st;
+};
+"""
+STATUS_STRUCT = """
+struct sv_status_creds {
+    uint32_t fsuid;
+    uint32_t fsgid;
+    int ngroups;
+    uint32_t groups[256];
+    uint64_t cap_effective;
+    int32_t umask;
+};
+"""
+
 CDEF = r"""
 /* ---- seccomp(2) and the notification structs (linux/seccomp.h) ---- */
 #define SECCOMP_SET_MODE_FILTER ...
@@ -126,14 +154,7 @@ struct sv_creds {
 };
 #define SV_MAX_GROUPS ...
 int sv_creds_get(struct sv_creds *out);
-struct sv_status_creds {
-    uint32_t fsuid;
-    uint32_t fsgid;
-    int ngroups;
-    uint32_t groups[256];
-    uint64_t cap_effective;
-    int32_t umask;
-};
+""" + STATUS_STRUCT + r"""
 int sv_parse_status(const char *text, size_t len, struct sv_status_creds *out);
 int sv_creds_enter(const struct sv_creds *want, struct sv_creds *saved);
 void sv_creds_leave(const struct sv_creds *saved);
@@ -185,18 +206,7 @@ int sv_notif_poll_recv(int fd, struct seccomp_notif *n);
 #define SV_FOLLOW_NEVER ...
 #define SV_FOLLOW_UNLESS_FLAG ...
 #define SV_FOLLOW_IF_FLAG ...
-struct sv_path_route { int32_t path_arg; int32_t dirfd_arg; int32_t flags_arg; int32_t follow;
-                       uint64_t flag; };
-struct sv_lane {
-    struct sv_path_route routes[2][512];
-    struct sv_stat own_root;
-    int self_fds;
-    long len;
-    int fd;
-    char buf[4096];
-    char out[4097];
-    struct sv_stat st;
-};
+""" + LANE_STRUCTS + r"""
 int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *lane);
 int sv_lane_answer_next(int listener, uint64_t id, int32_t error, struct seccomp_notif *n,
                         struct sv_lane *lane);
@@ -388,15 +398,7 @@ static int raw_capset(const uint32_t eff[2], const uint32_t prm[2], const uint32
    (optional; -1 when absent). A missing, repeated or malformed line is -1; more than
    SV_MAX_GROUPS groups is -2. In C because it runs for every emulated operation: the Python
    parser cost ~12 us of the ~100 of an emulated open. */
-struct sv_status_creds {
-    uint32_t fsuid;
-    uint32_t fsgid;
-    int ngroups;
-    uint32_t groups[SV_MAX_GROUPS];
-    uint64_t cap_effective;
-    int32_t umask;
-};
-
+""" + STATUS_STRUCT + r"""
 /* The value of the one line "KEY:" (tag = "\nKEY:"), its end in *end; NULL if absent, and
    *dup set when the line appears twice. text[0] is treated as following a newline. */
 static const char *sv_status_line(const char *text, size_t len, const char *tag, const char **end,
@@ -774,18 +776,9 @@ int sv_notif_poll_recv(int fd, struct seccomp_notif *n) {
 #define SV_FOLLOW_NEVER 1
 #define SV_FOLLOW_UNLESS_FLAG 2
 #define SV_FOLLOW_IF_FLAG 3
-struct sv_path_route { int32_t path_arg; int32_t dirfd_arg; int32_t flags_arg; int32_t follow;
-                       uint64_t flag; };
-struct sv_lane {
-    struct sv_path_route routes[2][SV_LANE_MAX_NR];
-    struct sv_stat own_root;
-    int self_fds;
-    long len;
-    int fd;
-    char buf[4096];
-    char out[4097];
-    struct sv_stat st;
-};
+_Static_assert(SV_LANE_MAX_NR == 512, "LANE_STRUCTS: routes[2][512]");
+_Static_assert(SV_MAX_GROUPS == 256, "STATUS_STRUCT: groups[256]");
+""" + LANE_STRUCTS + r"""
 int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *l) {
     l->fd = SV_LANE_NOT_TRIED;
     int r = sv_notif_poll_recv(listener, n);
