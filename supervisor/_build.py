@@ -10,8 +10,8 @@ fork/exec of a target that must not run any Python after its filter is installed
 from cffi import FFI
 
 # Structs declared to cffi (CDEF) and defined for the compiler (SOURCE) alike: one text for both,
-# so the two cannot drift (array sizes are literal: cffi's cdef takes no macros there; SOURCE
-# asserts they match its macros).
+# put in at the /*@NAME@*/ markers, so the two cannot drift (array sizes are literal: cffi's cdef
+# takes no macros there; SOURCE asserts they match its macros).
 LANE_STRUCTS = """
 struct sv_path_route { int32_t path_arg; int32_t dirfd_arg; int32_t flags_arg; int32_t follow;
                        uint64_t flag; };
@@ -154,7 +154,7 @@ struct sv_creds {
 };
 #define SV_MAX_GROUPS ...
 int sv_creds_get(struct sv_creds *out);
-""" + STATUS_STRUCT + r"""
+/*@STATUS_STRUCT@*/
 int sv_parse_status(const char *text, size_t len, struct sv_status_creds *out);
 int sv_creds_enter(const struct sv_creds *want, struct sv_creds *saved);
 void sv_creds_leave(const struct sv_creds *saved);
@@ -206,7 +206,7 @@ int sv_notif_poll_recv(int fd, struct seccomp_notif *n);
 #define SV_FOLLOW_NEVER ...
 #define SV_FOLLOW_UNLESS_FLAG ...
 #define SV_FOLLOW_IF_FLAG ...
-""" + LANE_STRUCTS + r"""
+/*@LANE_STRUCTS@*/
 int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *lane);
 int sv_lane_answer_next(int listener, uint64_t id, int32_t error, struct seccomp_notif *n,
                         struct sv_lane *lane);
@@ -398,7 +398,7 @@ static int raw_capset(const uint32_t eff[2], const uint32_t prm[2], const uint32
    (optional; -1 when absent). A missing, repeated or malformed line is -1; more than
    SV_MAX_GROUPS groups is -2. In C because it runs for every emulated operation: the Python
    parser cost ~12 us of the ~100 of an emulated open. */
-""" + STATUS_STRUCT + r"""
+/*@STATUS_STRUCT@*/
 /* The value of the one line "KEY:" (tag = "\nKEY:"), its end in *end; NULL if absent, and
    *dup set when the line appears twice. text[0] is treated as following a newline. */
 static const char *sv_status_line(const char *text, size_t len, const char *tag, const char **end,
@@ -778,7 +778,7 @@ int sv_notif_poll_recv(int fd, struct seccomp_notif *n) {
 #define SV_FOLLOW_IF_FLAG 3
 _Static_assert(SV_LANE_MAX_NR == 512, "LANE_STRUCTS: routes[2][512]");
 _Static_assert(SV_MAX_GROUPS == 256, "STATUS_STRUCT: groups[256]");
-""" + LANE_STRUCTS + r"""
+/*@LANE_STRUCTS@*/
 int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *l) {
     l->fd = SV_LANE_NOT_TRIED;
     int r = sv_notif_poll_recv(listener, n);
@@ -823,8 +823,16 @@ int sv_lane_answer_next(int listener, uint64_t id, int32_t error, struct seccomp
 """
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
-ffibuilder.set_source("supervisor._native", SOURCE, libraries=["seccomp"])
+
+
+def _with_structs(text: str) -> str:
+    return text.replace("/*@LANE_STRUCTS@*/", LANE_STRUCTS).replace(
+        "/*@STATUS_STRUCT@*/", STATUS_STRUCT
+    )
+
+
+ffibuilder.cdef(_with_structs(CDEF))
+ffibuilder.set_source("supervisor._native", _with_structs(SOURCE), libraries=["seccomp"])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=False)
