@@ -3,6 +3,7 @@ notifications: answers stay correct and the supervisor neither hangs nor crashes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -161,3 +162,45 @@ def test_flood(supervise: Supervise, target_bin, files: Files) -> None:
     assert len(denied) < calls / 10, f"{len(denied)} lines for {calls} calls"
     counted = sum(e.get("repeats", 1) for e in denied)
     assert counted == calls, f"log counts {counted} denials, the target saw {calls}"
+
+
+def test_supervisor_stopped_and_continued_during_emulated_opens(
+    supervise: Supervise, target_bin, files: Files
+) -> None:
+    """The supervisor itself is stopped and continued (SIGSTOP/SIGCONT, as job control, a
+    debugger or the cgroup freezer do) hundreds of times while it performs opens for its
+    target. Every open must still give the target the file it asked for, and the supervisor
+    must carry on. With ADDFD_FLAG_SEND an interrupted ADDFD left the syscall answered with 0,
+    an fd never given (the target read its stdin as the file), and the restarted ADDFD failed
+    with EINPROGRESS (an internal error that took the supervisor down)."""
+    data = files.dir / "data"
+    data.write_bytes(b"x" * 3000)
+    policy = supervise.policy(
+        deny_list(files.secret)
+    )  # every open inspected, allowed ones performed
+    log = supervise.log_file()
+    cmd = [target_bin("reopen"), data, "60000", "3000"]
+    proc = subprocess.Popen(
+        supervise.argv(policy, cmd, log),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        stops = 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGSTOP)
+                os.kill(proc.pid, signal.SIGCONT)
+                stops += 1
+            time.sleep(0.002)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert stops > 50, stops  # the race was really run
+    assert proc.returncode == 0 and out == "OK n=60000\n", f"{out}\n{err}\n{log.read_text()}"
+    assert "supervisor.internal_error" not in log.read_text()

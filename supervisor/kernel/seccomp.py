@@ -15,8 +15,15 @@ What this module relies on (seccomp_unotify(2), kernel/seccomp.c, checked on Lin
   signal interrupted the syscall (with SA_RESTART it is restarted and notified again).
 * ``SECCOMP_USER_NOTIF_FLAG_CONTINUE`` resumes the syscall as issued. It is only safe when the
   decision did not depend on memory the target can still change; see ``supervisor.loop``.
-* ``ADDFD`` with ``SECCOMP_ADDFD_FLAG_SEND`` installs an fd in the target and answers the syscall
-  with its number in one step, so an interrupted target never leaks the fd.
+* ``ADDFD`` installs an fd in the target. We do NOT use ``SECCOMP_ADDFD_FLAG_SEND`` (install and
+  answer in one step): the kernel marks the notification answered before the target has taken
+  the fd, and when the supervisor's wait for that is interrupted (a stop: SIGSTOP, a debugger,
+  the cgroup freezer) the request is withdrawn but the mark stays, so the target's syscall
+  returns 0, an fd it was never given (seen here: an open of libc "returned" the target's
+  stdin), and the restarted ADDFD fails with EINPROGRESS. A plain ADDFD that is interrupted is
+  withdrawn cleanly and restarted; the answer (the fd's number) follows as an ordinary SEND. The
+  price: if the target's syscall is interrupted between the two (only possible without
+  WAIT_KILLABLE_RECV, i.e. under ``run --daemon``), the installed fd stays in the target unused.
 * ``SET_FLAGS`` takes its flags *by value* (a pointer gives EINVAL). Its only flag,
   ``SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`` (Linux 6.6), makes the target and supervisor hand the
   CPU to each other directly; it cuts the round trip several-fold on this machine.
@@ -41,7 +48,6 @@ from supervisor._native import ffi, lib
 from supervisor.kernel._errors import check
 
 FLAG_CONTINUE = lib.SECCOMP_USER_NOTIF_FLAG_CONTINUE
-ADDFD_FLAG_SEND = lib.SECCOMP_ADDFD_FLAG_SEND
 O_CLOEXEC = os.O_CLOEXEC
 # struct seccomp_notif as one unpack (id, pid, flags, nr, arch, ip, args[6]) instead of a dozen
 # cffi field reads per notification; checked against cffi's layout when the module loads.
@@ -183,7 +189,8 @@ class ListenerFd:
     # -- answering: each returns False when the target is gone (ENOENT), True when answered ----
     def _sent(self, ret: int) -> bool:
         if ret < 0:
-            if ffi.errno == errno.ENOENT:
+            # ENOENT: gone or interrupted; EINPROGRESS: not waiting for an answer (any more).
+            if ffi.errno in (errno.ENOENT, errno.EINPROGRESS):
                 return False
             check(-1)
         return True
@@ -201,14 +208,18 @@ class ListenerFd:
         return self._sent(lib.sv_notif_send(self.fileno(), notif_id, 0, 0, FLAG_CONTINUE))
 
     def send_fd(self, notif_id: int, srcfd: int, *, cloexec: bool) -> int | None:
-        """Install our ``srcfd`` in the target and answer with its number, atomically.
-        Returns the target's fd number, or None when the target is gone."""
+        """Install our ``srcfd`` in the target and answer the syscall with its number (ADDFD,
+        then SEND: see the module docstring for why not ADDFD_FLAG_SEND). Returns the target's
+        fd number, or None when the target is gone or its syscall was interrupted."""
         flags = O_CLOEXEC if cloexec else 0
-        ret = lib.sv_notif_addfd(self.fileno(), notif_id, ADDFD_FLAG_SEND, srcfd, 0, flags)
+        ret = lib.sv_notif_addfd(self.fileno(), notif_id, 0, srcfd, 0, flags)
         if ret < 0:
-            if ffi.errno == errno.ENOENT:
+            # ENOENT: gone; EINPROGRESS: the syscall was interrupted and is being notified again.
+            if ffi.errno in (errno.ENOENT, errno.EINPROGRESS):
                 return None
             check(-1)
+        if not self.send_value(notif_id, ret):
+            return None  # interrupted after the install: the fd stays in the target, unused
         return int(ret)
 
 
