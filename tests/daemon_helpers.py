@@ -122,14 +122,20 @@ def running_daemon(
 class RunClient:
     """`seccomp-supervisor run --daemon=CONTROL -p POLICY -- CMD` as a subprocess."""
 
-    def __init__(self, daemon: DaemonProcess, policy: str, cmd: Sequence[str | os.PathLike[str]]):
+    def __init__(
+        self,
+        daemon: DaemonProcess,
+        policy: str,
+        cmd: Sequence[str | os.PathLike[str]],
+        stdin: int = subprocess.DEVNULL,
+    ):
         self.log = daemon.tmp / f"run-{os.urandom(4).hex()}.log"
         self.argv = [
             str(SUPERVISOR), "--log-format", "json", "--log-file", str(self.log), "run",
             f"--daemon={daemon.control}", "-p", policy, "--", *map(os.fspath, cmd),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            self.argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
 
     def wait(self, timeout: float = 60.0) -> tuple[int, str, str]:
@@ -137,7 +143,11 @@ class RunClient:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
+            try:
+                out, err = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # a descendant of the target holds the pipes
+                self.proc.wait()
+                out, err = b"", b"(stdout and stderr still held by a descendant)"
             pytest.fail(f"run --daemon hung: {self.argv}\n{err.decode()}\n{self.log_text()}")
         return self.proc.returncode, out.decode(), err.decode()
 

@@ -166,22 +166,24 @@ def test_run_daemon_reattaches_after_its_child_was_reaped(
 ) -> None:
     """The child exits, its background grandchild goes on; the daemon is killed and restarted:
     `run` re-attaches with `exited` (its pid may name another process by now) and the
-    grandchild's opens are decided by the new daemon."""
-    gate, out = world_dir / "gate", world_dir / "out"
-    script = (
-        f"(while [ ! -e {gate} ]; do sleep 0.05; done; cat {files.secret} {files.allowed} "
-        f"> {out} 2>&1) & exit 0"
-    )
+    grandchild's opens are decided by the new daemon. The grandchild waits in a read of a pipe
+    (no notified syscall): a notification the killed daemon had received would never come
+    again, and without the child's pid `run` cannot kick the tree (README, "Crash and
+    restart": a grandchild that left the tree is not kicked)."""
+    out = world_dir / "out"
+    script = f"exec 3<&0; (read go <&3; cat {files.secret} {files.allowed} > {out} 2>&1) & exit 0"
     with running_daemon(tmp_path) as daemon:
         policy = daemon.policy("p", deny_list(files.secret, name="p"))
-        run = RunClient(daemon, policy, ["sh", "-c", script])
+        run = RunClient(daemon, policy, ["sh", "-c", script], stdin=subprocess.PIPE)
         run.wait_for("daemon.attached")
         assert run.proc is not None
         _wait_no_children(run.proc.pid)  # its child `sh` exited and was reaped
         daemon.stop(signal.SIGKILL)
         daemon.start()
         run.wait_for("daemon.reattached")
-        gate.touch()
+        assert run.proc.stdin is not None
+        run.proc.stdin.write(b"go\n")
+        run.proc.stdin.flush()  # communicate() in run.wait closes it
         code, _, err = run.wait(60)
         assert code == 0, err
         text = out.read_text()
