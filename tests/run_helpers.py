@@ -236,3 +236,13 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
         proc.kill()
         pytest.fail(f"no output from the target within {timeout}s")
     return result[0]
+
+
+def race_counts(r: Result, attempts: int) -> dict[str, int]:
+    """The counts a racing target prints (one line "OK:ok=N,denied=M,..."), checked: every
+    attempt was counted, and both sides of the race were seen (else it proved nothing)."""
+    (line,) = r.lines
+    counts = {k: int(v) for k, v in (kv.split("=") for kv in line.removeprefix("OK:").split(","))}
+    assert counts["ok"] + counts["denied"] == attempts, r.explain()
+    assert counts["ok"] > 0 and counts["denied"] > 0, r.explain()
+    return counts

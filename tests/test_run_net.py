@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .run_helpers import POLICIES, Supervise, policy_text, rule, toml_list
+from .run_helpers import POLICIES, Supervise, policy_text, race_counts, rule, toml_list
 
 NET = ("connect", "bind", "sendto", "sendmsg", "sendmmsg")
 
@@ -169,11 +169,7 @@ def test_race_on_the_sockaddr_never_reaches_the_denied_address(
         timeout=120,
     )
     assert r.returncode == 0, r.explain()
-    (line,) = r.lines
-    counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
-    ok, denied = int(counts["ok"]), int(counts["denied"])
-    assert ok + denied == attempts
-    assert ok > 0 and denied > 0, r.explain()  # both sides of the race were seen
+    ok = race_counts(r, attempts)["ok"]
     assert accepted(b) == 0, "a connection reached the denied address"
     assert accepted(a) == ok
 
@@ -287,11 +283,7 @@ def test_i386_socketcall_send_with_a_null_address_is_never_resumed(
              port(bad), str(attempts)],
             timeout=120,
         )  # fmt: skip
-        (line,) = r.lines
-        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
-        ok, denied = int(counts["ok"]), int(counts["denied"])
-        assert ok + denied == attempts, r.explain()
-        assert ok > 0 and denied > 0, r.explain()  # NULL and the denied address were both read
+        ok = race_counts(r, attempts)["ok"]  # NULL and the denied address were both read
         assert datagrams(bad) == 0, "a datagram reached the denied address"
         assert datagrams(good) == ok
     finally:
@@ -559,12 +551,9 @@ def test_race_on_the_sendto_destination_never_reaches_the_denied_address(
              port(bad), str(attempts)],
             timeout=120,
         )  # fmt: skip
-        (line,) = r.lines
-        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
-        assert int(counts["ok"]) + int(counts["denied"]) == attempts, r.explain()
-        assert int(counts["ok"]) > 0 and int(counts["denied"]) > 0, r.explain()
+        ok = race_counts(r, attempts)["ok"]
         assert datagrams(bad) == 0, "a datagram reached the denied address"
-        assert datagrams(good) == int(counts["ok"])
+        assert datagrams(good) == ok
     finally:
         good.close()
         bad.close()
@@ -743,10 +732,7 @@ def test_race_swapping_the_fd_and_the_address_of_a_tcp_sendmsg(
              port(bad), str(attempts)],
             timeout=120,
         )  # fmt: skip
-        (line,) = r.lines
-        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
-        assert int(counts["ok"]) + int(counts["denied"]) == attempts, r.explain()
-        assert int(counts["ok"]) > 0 and int(counts["denied"]) > 0, r.explain()
+        race_counts(r, attempts)
         assert datagrams(bad) == 0, "a datagram reached the denied address"
     finally:
         sink.sock.close()
@@ -784,11 +770,7 @@ def test_race_swapping_a_unix_datagram_socket_into_a_long_tcp_send(
              "70000", str(attempts)],
             timeout=120,
         )  # fmt: skip
-        (line,) = r.lines
-        counts = dict(kv.split("=") for kv in line.removeprefix("OK:").split(","))
-        ok, denied = int(counts["ok"]), int(counts["denied"])
-        assert ok + denied == attempts, r.explain()
-        assert ok > 0 and denied > 0, r.explain()  # both sides of the race were seen
+        race_counts(r, attempts)
         assert datagrams(bad) == 0, "a datagram reached the denied unix path"
     finally:
         sink.sock.close()
