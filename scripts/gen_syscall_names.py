@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate supervisor/policy/_syscall_names.py from libseccomp's x86_64 and i386 tables.
+"""Regenerate supervisor/policy/tables/_syscall_names.py from libseccomp's x86_64 and i386 tables.
 
 Run from the repository root: ``.venv/bin/python scripts/gen_syscall_names.py``. The policy
 package stays pure: it only reads the literal this script writes.
@@ -11,7 +11,8 @@ import pathlib
 
 from supervisor._native import ffi, lib
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "supervisor" / "policy" / "_syscall_names.py"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "supervisor" / "policy" / "tables" / "_syscall_names.py"
 
 
 def names_for(arch: int) -> set[str]:

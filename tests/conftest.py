@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .run_helpers import HARMLESS, SECRET, Files, Supervise, compile_target
+from tests.helpers.run import HARMLESS, SECRET, Files, Supervise, compile_target
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,15 @@ file in :func:`load_policy`. The format and semantics are in docs/policy.md.
 from __future__ import annotations
 
 from .advisory import advisory_syscalls, advisory_warnings
-from .constants import ERRNOS, SYMBOLS, errno_name
 from .engine import Decision, Engine, Request
 from .errors import PolicyError
-from .globs import GlobError, compile_globs, glob_match, glob_to_regex
-from .groups import GROUPS, Group, expand
+from .match.globs import GlobError, compile_globs, glob_match, glob_to_regex
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .parse import load_policy, parse_policy
 from .plan import FilterPlan, KernelAction, KernelRule, explain, kernel_action, plan_filter
-from .syscalls import (
+from .tables.constants import ERRNOS, SYMBOLS, errno_name
+from .tables.groups import GROUPS, Group, expand
+from .tables.syscalls import (
     ARCH_I386,
     ARCH_X86_64,
     EMULATED_SYSCALLS,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
-from .syscalls import EMULATED_SYSCALLS
+from .tables.syscalls import EMULATED_SYSCALLS
 
 EXEC_SYSCALLS = frozenset({"execve", "execveat"})  # as policy/argv.py
 

@@ -31,9 +31,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .addresses import SockAddr, compile_addresses
-from .argv import EXEC_SYSCALLS, ArgvMatch, compile_argv
-from .globs import compile_ancestor_globs, compile_globs
+from .match.addresses import SockAddr, compile_addresses
+from .match.argv import EXEC_SYSCALLS, ArgvMatch, compile_argv
+from .match.globs import compile_ancestor_globs, compile_globs
 from .model import U64_MASK, Action, Policy, Rule, rule_syscalls, rules_by_syscall
 from .state import Budget, Dice, PhaseState
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .addresses import AddressPattern
-from .sockaddr import ADDRESS_SYSCALLS
-from .syscalls import PATH_SYSCALLS
+from .match.addresses import AddressPattern
+from .match.sockaddr import ADDRESS_SYSCALLS
+from .tables.syscalls import PATH_SYSCALLS
 
 U64_MASK = (1 << 64) - 1
 _ALL_PATH_SYSCALLS: frozenset[str] = frozenset(PATH_SYSCALLS)

@@ -15,16 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .addresses import AddressError, AddressPattern, parse_address
 from .advisory import advisory_warnings
-from .argv import EXEC_SYSCALLS, ArgvError, compile_argv
-from .constants import ERRNOS, SYMBOLS
 from .errors import PolicyError
-from .globs import GlobError, glob_to_regex
-from .groups import GROUPS, expand
+from .match.addresses import AddressError, AddressPattern, parse_address
+from .match.argv import EXEC_SYSCALLS, ArgvError, compile_argv
+from .match.globs import GlobError, glob_to_regex
+from .match.sockaddr import ADDRESS_SYSCALLS
 from .model import ARG_OPS, U64_MASK, Action, ArgCondition, Fault, Policy, Rate, Rule
-from .sockaddr import ADDRESS_SYSCALLS
-from .syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
+from .tables.constants import ERRNOS, SYMBOLS
+from .tables.groups import GROUPS, expand
+from .tables.syscalls import KNOWN_SYSCALLS, PATH_SYSCALLS
 from .twins import abi_warnings, incompatible_args, ipc_warnings, twins_of
 
 FORMAT_VERSION = 1

@@ -42,10 +42,10 @@ from .advisory import (
     o_path_syscalls,
     summarize,
 )
-from .constants import errno_name
+from .match.sockaddr import SOCKETCALL_SYSCALLS
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
-from .sockaddr import SOCKETCALL_SYSCALLS
-from .syscalls import KNOWN_SYSCALLS
+from .tables.constants import errno_name
+from .tables.syscalls import KNOWN_SYSCALLS
 from .twins import IPC_SYSCALLS
 
 

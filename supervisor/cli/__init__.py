@@ -1,0 +1,1 @@
+"""The command line: thin front ends over the launcher, the daemon and the policy engine."""

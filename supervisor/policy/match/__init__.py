@@ -1,0 +1,1 @@
+"""PURE matchers: path and argv globs, addresses, sockaddr parsing."""

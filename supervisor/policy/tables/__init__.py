@@ -1,0 +1,1 @@
+"""PURE tables: syscall names and numbers, systemd-style groups, symbolic constants."""

@@ -1,0 +1,1 @@
+"""Notification -> Request -> Decision -> reply: the supervisor loop and its syscall handlers."""
