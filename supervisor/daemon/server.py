@@ -46,6 +46,7 @@ import trio
 from supervisor import __version__
 from supervisor.daemon import protocol as control
 from supervisor.daemon.protocol import MAX_LINE, ProtocolError, RequestError
+from supervisor.kernel import proc
 from supervisor.kernel.kcmp import same_file
 from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
 from supervisor.kernel.seccomp import ListenerFd
@@ -318,17 +319,11 @@ def process_facts(pid: int) -> ProcessFacts | None:
     except OSError:
         return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        uids: tuple[int, ...] = ()
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Uid:"):
-                    uids = tuple(int(u) for u in line.split()[1:4])
+        parent, start, uids = proc.ppid(pid), proc.start_time(pid), proc.uids(pid)
         pidfd_send_signal(pidfd, 0)
-        if len(uids) != 3:
+        if start is None:
             return None
-        return ProcessFacts(int(fields[1]), int(fields[19]), (uids[0], uids[1], uids[2]))
+        return ProcessFacts(parent, start, uids)
     except (OSError, IndexError, ValueError):
         return None
     finally:

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from supervisor.kernel import proc
+
 if TYPE_CHECKING:
     from supervisor.daemon.server import Daemon, DaemonHooks, Target
 
@@ -434,7 +436,7 @@ class DaemonIntegration:
             # to be acted on); read here, a pid reused since could be stored as the target.
             start = target.metadata.get("start_time", None)
             if "start_time" not in target.metadata:
-                start = process_start_time(pid)
+                start = proc.start_time(pid)
             meta = {**target.metadata, "id": target.id, "start_time": start}
             key = new_store_key(meta)
             self.notifier.store_target(key, fd, meta)
@@ -452,21 +454,12 @@ class DaemonIntegration:
             self.notifier.remove_target(key)
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, names one process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _kick_if_same(pid: int, start_time: int | None) -> list[int] | None:
     """Kick the tree of ``pid`` if it still names the process recorded at attach (checked just
     before the signals, in the same thread), else None."""
     from supervisor.target.recover import kick
 
-    if start_time is None or process_start_time(pid) != start_time:
+    if start_time is None or proc.start_time(pid) != start_time:
         return None
     return kick(pid)
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from supervisor.kernel import proc
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import TargetGone, TargetMemoryError
 from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
@@ -95,14 +96,6 @@ def _ino(st: os.stat_result) -> Ino:
     return (st.st_dev, st.st_ino)
 
 
-def _tgid(tid: int) -> int:
-    with open(f"/proc/{tid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Tgid:"):
-                return int(line.split()[1])
-    raise ProcessLookupError(tid)
-
-
 def _interpreter(fd: int) -> bytes | None:
     """The interpreter of a ``#!`` file open as O_PATH ``fd``, as binfmt_script reads it; None
     for anything else (ELF, unreadable, not a regular file: the kernel executes only those, and
@@ -141,29 +134,6 @@ def _wait_for_exe_change(p: PendingExec) -> None:
         time.sleep(FAST_POLL_INTERVAL)
 
 
-def _children(pid: int) -> list[int]:
-    """The children of every thread of process ``pid`` (/proc/PID/task/TID/children)."""
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                out.extend(int(c) for c in f.read().split())
-        except OSError:
-            continue
-    return out
-
-
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return int(data[data.rfind(b")") + 2 :].split()[1])
-
-
-_STOPPED = (b"T", b"t", b"Z", b"X")
 STOP_WAIT = 0.05  # seconds: how long _wait_stopped waits for a SIGSTOP to take effect
 
 
@@ -174,25 +144,13 @@ def _wait_stopped(pid: int) -> None:
     that the walk below would not see, and that outlives the kill."""
     deadline = time.monotonic() + STOP_WAIT
     while True:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            return  # gone
-        running = False
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                    data = f.read()
-                state = data[data.rfind(b")") + 2 :].split()[0]
-                if state in _STOPPED:
-                    continue
-                with open(f"/proc/{pid}/task/{tid}/wchan", "rb") as f:
-                    if b"seccomp" in f.read():
-                        continue
-            except (OSError, IndexError):
-                continue  # that thread is gone
-            running = True
-            break
+        tids = proc.threads(pid)
+        running = any(
+            (state := proc.thread_state(pid, tid)) is not None
+            and state not in proc.STOPPED_STATES
+            and not proc.waits_in_seccomp(pid, tid)
+            for tid in tids
+        )
         if not running or time.monotonic() >= deadline:
             return
         time.sleep(0.00005)
@@ -210,7 +168,7 @@ def _kill_tree(pidfd: int, tgid: int) -> None:
     try:
         for _ in range(3):  # a child forked while its parent was being stopped: look again
             for parent in [tgid, *held]:
-                for child in _children(parent):
+                for child in proc.children(parent):
                     if child in held:
                         continue
                     try:
@@ -218,7 +176,7 @@ def _kill_tree(pidfd: int, tgid: int) -> None:
                     except OSError:
                         continue
                     try:
-                        if _ppid(child) != parent:
+                        if proc.ppid(child) != parent:
                             raise ProcessLookupError(child)
                         pidfd_send_signal(fd, signal.SIGSTOP)
                     except (OSError, ValueError, IndexError):
@@ -365,7 +323,7 @@ class ExecCalls:
     ) -> None:
         sup = self.sup
         try:
-            tgid = _tgid(n.pid)
+            tgid = proc.tgid(n.pid)
             pidfd = pidfd_open(tgid)
         except OSError:
             # Gone, or a failure of ours (EMFILE...): that one is answered (EPERM), never left

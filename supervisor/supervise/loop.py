@@ -40,6 +40,7 @@ import structlog
 import trio
 
 from supervisor._native import ffi, lib
+from supervisor.kernel import proc
 from supervisor.kernel.creds import read_creds
 from supervisor.kernel.filter import arch_name, syscall_names
 from supervisor.kernel.memory import MemoryReader, TargetGone, TargetMemoryError
@@ -512,7 +513,7 @@ class Supervisor:
         tgid, uid = 0, -1
         if engine.needs_process(request.syscall) or engine.needs_user(request.syscall):
             try:
-                tgid, uid = _tgid_uid(n.pid)
+                tgid, uid = proc.tgid_uid(n.pid)
             except (OSError, ValueError):
                 if not self.listener.id_valid(n.id):
                     raise TargetGone() from None
@@ -571,14 +572,14 @@ class Supervisor:
                 "policy.phase",
                 phase=entered,
                 pid=n.pid,
-                comm=_comm(n.pid),
+                comm=proc.comm(n.pid),
                 syscall=request.syscall,
                 rule=decision.rule,
             )
 
     def _kill(self, n: Notification) -> None:
         try:
-            tgid = _tgid(n.pid)
+            tgid = proc.tgid(n.pid)
             pidfd = pidfd_open(tgid)
         except OSError:
             return  # already gone
@@ -741,7 +742,7 @@ class Supervisor:
             (n.pid, name, reason, err),
             lambda: {
                 "pid": n.pid,
-                "comm": _comm(n.pid),
+                "comm": proc.comm(n.pid),
                 "syscall": name,
                 "reason": reason,
                 "errno": errno_name(err),
@@ -768,7 +769,11 @@ class Supervisor:
         )
 
         def fields() -> dict[str, Any]:
-            data: dict[str, Any] = {"pid": n.pid, "comm": _comm(n.pid), "syscall": request.syscall}
+            data: dict[str, Any] = {
+                "pid": n.pid,
+                "comm": proc.comm(n.pid),
+                "syscall": request.syscall,
+            }
             if request.arch != "x86_64":
                 data["arch"] = request.arch
             if request.paths:
@@ -825,34 +830,3 @@ def _dirfd(arg: int) -> int | None:
 
 def _join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if name else parent
-
-
-def _tgid_uid(tid: int) -> tuple[int, int]:
-    """The thread group id and the real uid of thread ``tid`` (one read of its status)."""
-    tgid = uid = -1
-    with open(f"/proc/{tid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Tgid:"):
-                tgid = int(line.split()[1])
-            elif line.startswith(b"Uid:"):
-                uid = int(line.split()[1])
-                break  # Uid: comes after Tgid:
-    if tgid < 0 or uid < 0:
-        raise ProcessLookupError(tid)
-    return tgid, uid
-
-
-def _tgid(tid: int) -> int:
-    with open(f"/proc/{tid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Tgid:"):
-                return int(line.split()[1])
-    raise ProcessLookupError(tid)
-
-
-def _comm(tid: int) -> str:
-    try:
-        with open(f"/proc/{tid}/comm", "rb") as f:
-            return f.read().rstrip(b"\n").decode(errors="replace")
-    except OSError:
-        return "?"

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from supervisor.kernel import proc
 from supervisor.kernel.creds import Creds, as_creds, read_creds
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import PATH_MAX, TargetGone, TargetMemoryError
@@ -503,7 +504,7 @@ class NetCalls:
                     raise TargetGone() from None
                 raise  # ours (EMFILE...): answered as an internal error
             try:  # an older kernel: the process (threads share their fd table as a rule)
-                pidfd = pidfd_open(_tgid(n.pid))
+                pidfd = pidfd_open(proc.tgid(n.pid))
             except OSError:
                 if not self.sup.listener.id_valid(n.id):
                     raise TargetGone() from None
@@ -834,12 +835,3 @@ def _reply(listener: ListenerFd, n: Notification, err: int) -> None:
         listener.send_error(n.id, err)
     else:
         listener.send_value(n.id, 0)
-
-
-def _tgid(tid: int) -> int:
-    """OSError when it cannot be read (the caller tells a gone thread by ID_VALID)."""
-    with open(f"/proc/{int(tid)}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Tgid:"):
-                return int(line.split()[1])
-    raise ProcessLookupError(tid)

@@ -27,59 +27,21 @@ import os
 import signal
 import time
 
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants still reachable through /proc/PID/task/*/children (a
-    daemonised grandchild reparented away from the tree is not found)."""
-    seen: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.append(p)
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-            except (OSError, ValueError):
-                continue
-    return seen
-
-
-def _all_stopped(pids: list[int]) -> bool:
-    for p in pids:
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/stat", "rb") as f:
-                    state = f.read().rsplit(b")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state not in (b"T", b"t", b"Z", b"X"):
-                return False
-    return True
+from supervisor.kernel import proc
 
 
 def kick(pid: int, *, settle: float = 1.0) -> list[int]:
     """SIGSTOP the tree of ``pid``, wait (at most ``settle`` seconds) until its threads have
     stopped, then SIGCONT it: every thread waiting interruptibly in a notified syscall has its
     syscall restarted and notified again. Returns the pids signalled."""
-    pids = process_tree(pid)
+    pids = proc.process_tree(pid)
     stopped = []
     for p in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGSTOP)
             stopped.append(p)
     deadline = time.monotonic() + settle
-    while time.monotonic() < deadline and not _all_stopped(stopped):
+    while time.monotonic() < deadline and not proc.all_stopped(stopped):
         time.sleep(0.005)
     for p in stopped:
         with contextlib.suppress(ProcessLookupError):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from supervisor.daemon import systemd
+from supervisor.kernel import proc as proc_facts
 from supervisor.kernel.filter import build_filter
 from supervisor.kernel.kcmp import same_file
 from supervisor.target.launch import Launched, launch
@@ -146,7 +147,7 @@ def test_root_must_name_a_live_process_unless_it_says_exited(
 def test_the_kick_skips_a_pid_that_names_another_process() -> None:
     proc = subprocess.Popen(["sleep", "60"])
     try:
-        start = systemd.process_start_time(proc.pid)
+        start = proc_facts.start_time(proc.pid)
         assert start is not None
         assert systemd._kick_if_same(proc.pid, start + 1) is None
         assert systemd._kick_if_same(proc.pid, None) is None

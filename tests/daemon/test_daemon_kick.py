@@ -12,8 +12,9 @@ import signal
 import pytest
 
 from supervisor.kernel.filter import build_filter
+from supervisor.kernel.proc import process_tree
 from supervisor.target.launch import launch
-from supervisor.target.recover import kick, process_tree
+from supervisor.target.recover import kick
 from tests.helpers.kernel import next_notification, notify_plan
 
 

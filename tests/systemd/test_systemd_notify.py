@@ -18,6 +18,7 @@ import trio
 
 from supervisor.daemon import systemd
 from supervisor.daemon.systemd import Notifier
+from supervisor.kernel import proc as proc_facts
 from tests.helpers.systemd import NotifySocket
 
 
@@ -286,7 +287,7 @@ def test_daemon_hooks_store_and_forget(notify_socket: NotifySocket) -> None:
         fields, (meta_fd,) = notify_socket.recv()
         key = fields["FDNAME"].removeprefix("meta-")
         meta = systemd.read_metadata(meta_fd)
-        assert meta["id"] == 5 and meta["start_time"] == systemd.process_start_time(os.getpid())
+        assert meta["id"] == 5 and meta["start_time"] == proc_facts.start_time(os.getpid())
         fields, (listener,) = notify_socket.recv()
         assert fields["FDNAME"] == f"listener-{key}" and same_file(listener, r)
         os.close(meta_fd)

@@ -1,0 +1,179 @@
+"""Process facts from /proc/PID: the one module that parses them.
+
+Every other layer asks here: the thread group of a tid, a process's start time (which, with its
+pid, names one process across pid reuse), its parent, its children, the state of its threads, its
+executable. What the kernel facts this relies on say:
+
+* ``/proc/PID/stat``'s second field is ``(comm)``, and comm may hold spaces and parentheses, so
+  the fields after it are found after the *last* ``)``. Field 3 is the state, 4 the ppid, 22 the
+  start time in clock ticks after boot.
+* ``/proc/PID/task/TID/children`` lists the children of one thread (it needs
+  CONFIG_PROC_CHILDREN, which this kernel has); a process's children are the union over its
+  threads. A child reparented away (daemonised) is no longer listed.
+* A thread waiting in a notified syscall shows ``seccomp_do_user_notification`` in its wchan.
+* Everything here is read racily: a pid can die or be reused between two reads. Callers that act
+  on a pid either hold a pidfd taken before the reads, or compare the start time again.
+
+Failures are ``OSError`` (``ProcessLookupError`` when the file was there but said nothing
+useful), except where a function documents a default.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Thread states (stat field 3) of a thread that runs no more user code until it is continued.
+STOPPED_STATES = (b"T", b"t", b"Z", b"X")
+
+
+def _stat_fields(path: str) -> list[bytes]:
+    """The fields of a stat file after ``(comm)``: index 0 is field 3 (the state)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def tgid(tid: int) -> int:
+    """The thread group id (the process) of thread ``tid``."""
+    with open(f"/proc/{int(tid)}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                return int(line.split()[1])
+    raise ProcessLookupError(tid)
+
+
+def tgid_uid(tid: int) -> tuple[int, int]:
+    """The thread group id and the real uid of thread ``tid`` (one read of its status)."""
+    found_tgid = uid = -1
+    with open(f"/proc/{int(tid)}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                found_tgid = int(line.split()[1])
+            elif line.startswith(b"Uid:"):
+                uid = int(line.split()[1])
+                break  # Uid: comes after Tgid:
+    if found_tgid < 0 or uid < 0:
+        raise ProcessLookupError(tid)
+    return found_tgid, uid
+
+
+def uids(pid: int) -> tuple[int, int, int]:
+    """Real, effective and saved uid of ``pid``."""
+    with open(f"/proc/{int(pid)}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Uid:"):
+                v = line.split()[1:4]
+                if len(v) == 3:
+                    return int(v[0]), int(v[1]), int(v[2])
+    raise ProcessLookupError(pid)
+
+
+def status_ids(tid: int) -> dict[str, list[int]]:
+    """``Tgid``, ``NStgid`` and ``NSpid`` of thread ``tid`` (the NS fields list the ids from the
+    outermost pid namespace to the thread's own)."""
+    with open(f"/proc/{int(tid)}/status", "rb") as f:
+        text = f.read(65536).decode("latin-1")
+    wanted = ("Tgid", "NStgid", "NSpid")
+    out: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in wanted:
+            out[key] = [int(v) for v in value.split()]
+    if any(k not in out or not out[k] for k in wanted):
+        raise ProcessLookupError(tid)
+    return out
+
+
+def comm(tid: int) -> str:
+    """The command name of ``tid``, ``"?"`` when it cannot be read (for logs only)."""
+    try:
+        with open(f"/proc/{int(tid)}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode(errors="replace")
+    except OSError:
+        return "?"
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, names one process.
+    None when there is no such process."""
+    try:
+        return int(_stat_fields(f"/proc/{int(pid)}/stat")[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def ppid(pid: int) -> int:
+    """The parent of ``pid``."""
+    fields = _stat_fields(f"/proc/{int(pid)}/stat")
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        raise ProcessLookupError(pid) from None
+
+
+def threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid``; empty when it is gone."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{int(pid)}/task")]
+    except OSError:
+        return []
+
+
+def children(pid: int) -> list[int]:
+    """The children of every thread of process ``pid``; empty when it is gone."""
+    out: list[int] = []
+    for tid in threads(pid):
+        try:
+            with open(f"/proc/{int(pid)}/task/{tid}/children", "rb") as f:
+                out.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants still reachable through the children files (a daemonised
+    grandchild reparented away from the tree is not found)."""
+    seen: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.append(p)
+        todo.extend(children(p))
+    return seen
+
+
+def thread_state(pid: int, tid: int) -> bytes | None:
+    """The state letter of thread ``tid`` of ``pid`` (``R``, ``S``, ``T``, ...), None when gone."""
+    try:
+        return _stat_fields(f"/proc/{int(pid)}/task/{int(tid)}/stat")[0]
+    except (OSError, IndexError):
+        return None
+
+
+def waits_in_seccomp(pid: int, tid: int) -> bool:
+    """Whether thread ``tid`` of ``pid`` sleeps in a notified syscall (it then waits for the
+    supervisor and runs no user code)."""
+    try:
+        with open(f"/proc/{int(pid)}/task/{int(tid)}/wchan", "rb") as f:
+            return b"seccomp" in f.read()
+    except OSError:
+        return False
+
+
+def all_stopped(pids: list[int]) -> bool:
+    """Whether every thread of every process in ``pids`` is stopped or dead."""
+    for p in pids:
+        for tid in threads(p):
+            state = thread_state(p, tid)
+            if state is not None and state not in STOPPED_STATES:
+                return False
+    return True
+
+
+def exe_identity(pid: int) -> tuple[int, int]:
+    """(st_dev, st_ino) of the executable of ``pid`` (/proc/PID/exe)."""
+    st = os.stat(f"/proc/{int(pid)}/exe")
+    return st.st_dev, st.st_ino
