@@ -2,4 +2,4 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["supervisor/_build.py:ffibuilder"])
+setup(cffi_modules=["supervisor/kernel/native/build.py:ffibuilder"])

@@ -1,4 +1,5 @@
 """The kernel layer: one module per kernel interface, all calls through cffi.
 
-(The calls themselves are compiled into ``supervisor._native`` by ``supervisor/_build.py``.)
+(The calls themselves are compiled into ``supervisor._native`` from the C in
+``supervisor/kernel/native/``.)
 """

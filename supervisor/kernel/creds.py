@@ -2,8 +2,8 @@
 
 An emulated operation must be checked by the kernel as if the target made it: the thread that
 performs it takes the target's fsuid, fsgid, supplementary groups and effective capabilities with
-raw syscalls (``sv_creds_enter`` in ``supervisor/_build.py``), which act on the calling thread
-only; glibc's setgroups()/setuid() would change every thread of the supervisor.
+raw syscalls (``sv_creds_enter`` in ``supervisor/kernel/native/creds.c``), which act on the
+calling thread only; glibc's setgroups()/setuid() would change every thread of the supervisor.
 
 The credentials come from /proc/TID/status, text the kernel writes for the target; it is parsed
 strictly all the same, and the caller brackets the read with ID_VALID so that the tid is the
