@@ -67,12 +67,10 @@ static int install_filter(void) {
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        die("prctl(NO_NEW_PRIVS)");
-    int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                          &prog);
-    if (fd < 0)
-        die("seccomp(SET_MODE_FILTER, NEW_LISTENER)");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(NO_NEW_PRIVS)");
+    int fd =
+        (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (fd < 0) die("seccomp(SET_MODE_FILTER, NEW_LISTENER)");
     return fd;
 }
 
@@ -83,17 +81,14 @@ static ssize_t read_target_string(int memfd, uint64_t addr, char *buf, size_t ca
     while (got < cap - 1) {
         uint64_t at = addr + got;
         size_t chunk = 4096 - (size_t)(at & 4095);
-        if (chunk > cap - 1 - got)
-            chunk = cap - 1 - got;
+        if (chunk > cap - 1 - got) chunk = cap - 1 - got;
         ssize_t r = pread(memfd, buf + got, chunk, (off_t)at);
         if (r <= 0) {
-            if (r == 0)
-                errno = EIO;
+            if (r == 0) errno = EIO;
             return -1;
         }
         char *nul = memchr(buf + got, '\0', (size_t)r);
-        if (nul)
-            return nul - buf;
+        if (nul) return nul - buf;
         got += (size_t)r;
     }
     errno = ENAMETOOLONG;
@@ -119,27 +114,22 @@ int main(int argc, char **argv) {
             goto usage;
         }
     }
-    if (i + 2 >= argc || strcmp(argv[i + 1], "--") != 0)
-        goto usage;
+    if (i + 2 >= argc || strcmp(argv[i + 1], "--") != 0) goto usage;
     const char *denied = argv[i];
     char **cmd = &argv[i + 2];
 
     int to_parent[2], to_child[2];
-    if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0)
-        die("pipe2");
+    if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe2");
     pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
+    if (pid < 0) die("fork");
     if (pid == 0) {
         close(to_parent[0]);
         close(to_child[1]);
         int lfd = install_filter();
-        if (write(to_parent[1], &lfd, sizeof lfd) != sizeof lfd)
-            _exit(111);
+        if (write(to_parent[1], &lfd, sizeof lfd) != sizeof lfd) _exit(111);
         char go;
         /* The listener is close-on-exec: exec only once the parent holds its own copy. */
-        if (read(to_child[0], &go, 1) != 1)
-            _exit(111);
+        if (read(to_child[0], &go, 1) != 1) _exit(111);
         execvp(cmd[0], cmd);
         perror("execvp");
         _exit(127);
@@ -152,15 +142,13 @@ int main(int argc, char **argv) {
         return 111;
     }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0)
-        die("pidfd_open");
+    if (pidfd < 0) die("pidfd_open");
     int lfd = (int)syscall(SYS_pidfd_getfd, pidfd, child_lfd, 0);
-    if (lfd < 0)
-        die("pidfd_getfd");
-    if (sync_wake && ioctl(lfd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
+    if (lfd < 0) die("pidfd_getfd");
+    if (sync_wake &&
+        ioctl(lfd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
         die("ioctl(SET_FLAGS, SYNC_WAKE_UP)");
-    if (write(to_child[1], "g", 1) != 1)
-        die("write(go)");
+    if (write(to_child[1], "g", 1) != 1) die("write(go)");
     close(to_child[1]);
     close(to_parent[0]);
 
@@ -173,19 +161,16 @@ int main(int argc, char **argv) {
     for (;;) {
         int pr = poll(&pfd, 1, -1);
         if (pr < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             die("poll");
         }
         if (!(pfd.revents & POLLIN)) {
-            if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
-                break; /* every target is gone */
+            if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) break; /* every target is gone */
             continue;
         }
         memset(&req, 0, sizeof req); /* RECV wants a zeroed struct, else EINVAL */
         if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
-            if (errno == EINTR || errno == ENOENT)
-                continue;
+            if (errno == EINTR || errno == ENOENT) continue;
             die("ioctl(RECV)");
         }
         c.notifications++;
@@ -248,8 +233,7 @@ int main(int argc, char **argv) {
             c.continued++;
             resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
         }
-        if (added)
-            continue;
+        if (added) continue;
         if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0) {
             if (errno == ENOENT)
                 c.send_enoent++; /* target killed or syscall interrupted: not our error */
@@ -259,14 +243,12 @@ int main(int argc, char **argv) {
     }
 
     int status = 0;
-    if (waitpid(pid, &status, 0) < 0)
-        die("waitpid");
+    if (waitpid(pid, &status, 0) < 0) die("waitpid");
     fprintf(stderr,
             "c_supervisor: notifications=%lu denied=%lu continued=%lu emulated=%lu "
             "failed_reads=%lu send_enoent=%lu\n",
             c.notifications, c.denied, c.continued, c.emulated, c.failed_reads, c.send_enoent);
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
 
 usage:

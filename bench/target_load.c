@@ -61,8 +61,7 @@ static void *run(void *arg) {
     int64_t next = now_ns();
     for (long i = 0;; i++) {
         int64_t t0 = now_ns();
-        if (t0 >= end_at)
-            break;
+        if (t0 >= end_at) break;
         int deny = deny_every > 0 && i % deny_every == deny_every - 1;
         int fd = open(deny ? denied_path : allowed_path, O_RDONLY | O_CLOEXEC);
         int err = errno;
@@ -78,16 +77,13 @@ static void *run(void *arg) {
         } else {
             w->bad++;
         }
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 65536;
             w->samples = realloc(w->samples, w->cap * sizeof *w->samples);
-            if (!w->samples)
-                abort();
+            if (!w->samples) abort();
         }
-        if (dt > 0x7fffffff)
-            dt = 0x7fffffff;
+        if (dt > 0x7fffffff) dt = 0x7fffffff;
         w->samples[w->n++] = (uint32_t)dt | (deny ? 0x80000000u : 0);
         if (period_ns > 0) {
             next += period_ns;
@@ -122,19 +118,16 @@ int main(int argc, char **argv) {
     denied_path = argv[7];
     deny_every = atol(argv[8]);
     long linger_ms = atol(argv[9]);
-    if (threads < 1 || threads > MAX_THREADS)
-        threads = 1;
+    if (threads < 1 || threads > MAX_THREADS) threads = 1;
 
     struct stat st;
     if (strcmp(go, "-") != 0)
-        while (stat(go, &st) != 0)
-            usleep(1000);
+        while (stat(go, &st) != 0) usleep(1000);
 
     static struct worker w[MAX_THREADS];
     int64_t start = now_ns();
     end_at = start + (int64_t)duration_ms * 1000000;
-    for (int t = 0; t < threads; t++)
-        pthread_create(&w[t].tid, NULL, run, &w[t]);
+    for (int t = 0; t < threads; t++) pthread_create(&w[t].tid, NULL, run, &w[t]);
     long calls = 0, allowed = 0, denied = 0, bad = 0;
     size_t samples = 0;
     for (int t = 0; t < threads; t++) {
@@ -147,13 +140,12 @@ int main(int argc, char **argv) {
     }
     int64_t end = now_ns();
 
-    fprintf(out, "target_load calls=%ld allowed=%ld denied=%ld bad=%ld start_ns=%lld end_ns=%lld "
-            "samples=%zu\n", calls, allowed, denied, bad, (long long)start, (long long)end,
-            samples);
-    for (int t = 0; t < threads; t++)
-        fwrite(w[t].samples, sizeof(uint32_t), w[t].n, out);
-    if (fclose(out) != 0)
-        return 64;
+    fprintf(out,
+            "target_load calls=%ld allowed=%ld denied=%ld bad=%ld start_ns=%lld end_ns=%lld "
+            "samples=%zu\n",
+            calls, allowed, denied, bad, (long long)start, (long long)end, samples);
+    for (int t = 0; t < threads; t++) fwrite(w[t].samples, sizeof(uint32_t), w[t].n, out);
+    if (fclose(out) != 0) return 64;
     sleep_until(end_at + (int64_t)linger_ms * 1000000);
     return bad ? 2 : 0;
 }

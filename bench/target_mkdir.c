@@ -39,20 +39,17 @@ int main(int argc, char **argv) {
             ok++;
         } else {
             fail++;
-            if (last_errno && errno != last_errno)
-                unexpected = 1;
+            if (last_errno && errno != last_errno) unexpected = 1;
             last_errno = errno;
         }
     }
     double t1 = now_ns();
 
     const char *ename = last_errno ? strerrorname_np(last_errno) : "0";
-    printf("target_mkdir ns_per_op=%.1f n=%ld ok=%ld fail=%ld errno=%s\n", (t1 - t0) / (double)n,
-           n, ok, fail, ename ? ename : "?");
+    printf("target_mkdir ns_per_op=%.1f n=%ld ok=%ld fail=%ld errno=%s\n", (t1 - t0) / (double)n, n,
+           ok, fail, ename ? ename : "?");
     fflush(stdout);
-    if (strcmp(expect, "any") == 0)
-        return 0;
-    if (strcmp(expect, "ok") == 0)
-        return (fail == 0) ? 0 : 2;
+    if (strcmp(expect, "any") == 0) return 0;
+    if (strcmp(expect, "ok") == 0) return (fail == 0) ? 0 : 2;
     return (ok == 0 && !unexpected && ename && strcmp(ename, expect) == 0) ? 0 : 2;
 }

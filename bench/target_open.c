@@ -44,8 +44,7 @@ int main(int argc, char **argv) {
             close(fd);
         } else {
             fail++;
-            if (last_errno && errno != last_errno)
-                unexpected = 1;
+            if (last_errno && errno != last_errno) unexpected = 1;
             last_errno = errno;
         }
     }
@@ -55,9 +54,7 @@ int main(int argc, char **argv) {
     printf("target_open ns_per_op=%.1f n=%ld ok=%ld fail=%ld errno=%s\n", (t1 - t0) / (double)n, n,
            ok, fail, ename ? ename : "?");
     fflush(stdout);
-    if (strcmp(expect, "any") == 0)
-        return 0;
-    if (strcmp(expect, "ok") == 0)
-        return (fail == 0) ? 0 : 2;
+    if (strcmp(expect, "any") == 0) return 0;
+    if (strcmp(expect, "ok") == 0) return (fail == 0) ? 0 : 2;
     return (ok == 0 && !unexpected && ename && strcmp(ename, expect) == 0) ? 0 : 2;
 }

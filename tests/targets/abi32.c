@@ -16,8 +16,7 @@
 #include <sys/mman.h>
 
 /* The kernel clears r8-r11 on the way back from int $0x80. */
-static long int80(long nr, long a, long b, long c, long d)
-{
+static long int80(long nr, long a, long b, long c, long d) {
     long ret;
     __asm__ volatile("int $0x80"
                      : "=a"(ret)
@@ -27,10 +26,9 @@ static long int80(long nr, long a, long b, long c, long d)
 }
 
 /* Memory below 4 GiB, where an i386 pointer can reach it. */
-static char *low_page(void)
-{
-    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-                   -1, 0);
+static char *low_page(void) {
+    char *p =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (p == MAP_FAILED) {
         perror("abi32: mmap MAP_32BIT");
         exit(2);
@@ -38,8 +36,7 @@ static char *low_page(void)
     return p;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     char *path = low_page();
     char *buf = low_page();
@@ -61,10 +58,8 @@ int main(int argc, char **argv)
             r = int80(212, p, -1, -1, 0);
         else if (!strcmp(op, "shmget-ipc")) {
             r = int80(117, 23 /* SHMGET */, atol(argv[i + 1]), 4096, 01000 /* IPC_CREAT */ | 0600);
-            if (r >= 0)
-                int80(117, 24 /* SHMCTL */, r, 0 /* IPC_RMID */ | 0x100 /* IPC_64 */, 0);
-        }
-        else {
+            if (r >= 0) int80(117, 24 /* SHMCTL */, r, 0 /* IPC_RMID */ | 0x100 /* IPC_64 */, 0);
+        } else {
             fprintf(stderr, "abi32: unknown op %s\n", op);
             return 2;
         }

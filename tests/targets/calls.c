@@ -29,8 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void result(long ret)
-{
+static void result(long ret) {
     if (ret < 0) {
         const char *name = strerrorname_np(errno);
         if (name)
@@ -44,13 +43,11 @@ static void result(long ret)
 
 static int run(int argc, char **argv);
 
-static int run_one(int argc, char **argv, int *used)
-{
+static int run_one(int argc, char **argv, int *used) {
     const char *op = argv[0];
     if (!strcmp(op, "getppid") && argc >= 2) {
         long n = atol(argv[1]);
-        for (long i = 0; i < n; i++)
-            result(syscall(SYS_getppid));
+        for (long i = 0; i < n; i++) result(syscall(SYS_getppid));
         *used = 2;
     } else if (!strcmp(op, "mkdir") && argc >= 2) {
         result(mkdir(argv[1], 0755));
@@ -95,10 +92,8 @@ static int run_one(int argc, char **argv, int *used)
     } else if (!strcmp(op, "setuid") && argc >= 2) {
         uid_t id = (uid_t)atol(argv[1]);
         long ret = setgroups(0, NULL);
-        if (ret == 0)
-            ret = setresgid(id, id, id);
-        if (ret == 0)
-            ret = setresuid(id, id, id);
+        if (ret == 0) ret = setresgid(id, id, id);
+        if (ret == 0) ret = setresuid(id, id, id);
         result(ret);
         *used = 2;
     } else if (!strcmp(op, "exec") && argc >= 2) {
@@ -117,21 +112,18 @@ static int run_one(int argc, char **argv, int *used)
     return 0;
 }
 
-static int run(int argc, char **argv)
-{
+static int run(int argc, char **argv) {
     while (argc > 0) {
         int used = 0;
         int rc = run_one(argc, argv, &used);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         argc -= used;
         argv += used;
     }
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     return run(argc - 1, argv + 1);
 }

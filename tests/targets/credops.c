@@ -41,8 +41,7 @@
 static pid_t child_pid = -1;
 static int saved_fd = -1;
 
-static void print_errno(int e)
-{
+static void print_errno(int e) {
     const char *name = strerrorname_np(e);
     if (name)
         printf("%s\n", name);
@@ -50,32 +49,28 @@ static void print_errno(int e)
         printf("E%d\n", e);
 }
 
-static void print_status(long ret)
-{
+static void print_status(long ret) {
     if (ret < 0)
         print_errno(errno);
     else
         printf("OK\n");
 }
 
-static void print_open(int fd)
-{
+static void print_open(int fd) {
     if (fd < 0) {
         print_errno(errno);
         return;
     }
     char buf[256];
     ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n < 0)
-        n = 0; /* mem at address 0, a directory: the open still worked */
+    if (n < 0) n = 0; /* mem at address 0, a directory: the open still worked */
     buf[n] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
     close(fd);
     printf("OK:%s\n", buf);
 }
 
-static const char *subst(const char *path)
-{
+static const char *subst(const char *path) {
     static char out[2][4096];
     static int which;
     char *dst = out[which ^= 1];
@@ -102,29 +97,27 @@ static const char *subst(const char *path)
     return dst;
 }
 
-static int cap_number(const char *name)
-{
+static int cap_number(const char *name) {
     static const struct {
         const char *name;
         int cap;
     } caps[] = {
-        {"dac_override", CAP_DAC_OVERRIDE}, {"dac_read_search", CAP_DAC_READ_SEARCH},
-        {"fowner", CAP_FOWNER},             {"sys_ptrace", CAP_SYS_PTRACE},
+        {"dac_override", CAP_DAC_OVERRIDE},
+        {"dac_read_search", CAP_DAC_READ_SEARCH},
+        {"fowner", CAP_FOWNER},
+        {"sys_ptrace", CAP_SYS_PTRACE},
         {"sys_admin", CAP_SYS_ADMIN},
     };
     for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
-        if (!strcmp(caps[i].name, name))
-            return caps[i].cap;
+        if (!strcmp(caps[i].name, name)) return caps[i].cap;
     fprintf(stderr, "credops: unknown capability %s\n", name);
     exit(2);
 }
 
-static long drop_caps(const char *spec)
-{
+static long drop_caps(const char *spec) {
     struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct d[2];
-    if (syscall(SYS_capget, &h, d) < 0)
-        return -1;
+    if (syscall(SYS_capget, &h, d) < 0) return -1;
     char copy[256];
     snprintf(copy, sizeof copy, "%s", spec);
     for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
@@ -137,8 +130,7 @@ static long drop_caps(const char *spec)
     return syscall(SYS_capset, &h, d);
 }
 
-static long set_groups(const char *spec)
-{
+static long set_groups(const char *spec) {
     gid_t groups[64];
     int n = 0;
     if (strcmp(spec, "none")) {
@@ -150,8 +142,7 @@ static long set_groups(const char *spec)
     return syscall(SYS_setgroups, n, groups);
 }
 
-static void cap_eff(void)
-{
+static void cap_eff(void) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) {
         print_errno(errno);
@@ -172,8 +163,7 @@ static void cap_eff(void)
     printf("ENOENT\n");
 }
 
-static int need(int argc, int i, int n, const char *op)
-{
+static int need(int argc, int i, int n, const char *op) {
     if (i + n >= argc) {
         fprintf(stderr, "credops: %s needs %d argument(s)\n", op, n);
         exit(2);
@@ -181,16 +171,14 @@ static int need(int argc, int i, int n, const char *op)
     return n;
 }
 
-static void kill_child(void)
-{
+static void kill_child(void) {
     if (child_pid > 0) {
         kill(child_pid, SIGKILL);
         waitpid(child_pid, NULL, 0);
     }
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     atexit(kill_child);
     for (int i = 1; i < argc;) {
@@ -232,8 +220,7 @@ int main(int argc, char **argv)
             child_pid = fork();
             if (child_pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
-                for (;;)
-                    pause();
+                for (;;) pause();
             }
             if (child_pid < 0)
                 print_errno(errno);

@@ -77,8 +77,12 @@ int main(int argc, char **argv) {
         long c0 = atomic_load(counter);
         int f = open(allowed, O_RDONLY | O_CLOEXEC);
         long c1 = atomic_load(counter);
-        if (f < 0) bad = 1;
-        else { answered++; close(f); }
+        if (f < 0)
+            bad = 1;
+        else {
+            answered++;
+            close(f);
+        }
         during[i] = c1 - c0;
         if (period_us) usleep(period_us);
     }

@@ -28,14 +28,20 @@ static void *worker(void *arg) {
     if (t == 0 && fifo) {
         int f = open(fifo, O_RDONLY);
         snprintf(buf, sizeof buf, "fifo %s\n", f >= 0 ? "opened" : strerror(errno));
-        if (f < 0) bad = 1; else close(f);
+        if (f < 0)
+            bad = 1;
+        else
+            close(f);
         line(buf);
     }
     for (int i = 0; i < iters; i++) {
         const char *a = "ok", *d;
         int fd = open(allowed, O_RDONLY);
-        if (fd < 0) { a = strerror(errno); bad = 1; }
-        else close(fd);
+        if (fd < 0) {
+            a = strerror(errno);
+            bad = 1;
+        } else
+            close(fd);
         fd = open(denied, O_RDONLY);
         if (fd >= 0) {
             ssize_t n = read(fd, data, sizeof data);
@@ -55,9 +61,15 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 7) { fprintf(stderr, "usage\n"); return 2; }
+    if (argc < 7) {
+        fprintf(stderr, "usage\n");
+        return 2;
+    }
     out = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (out < 0) { perror(argv[1]); return 2; }
+    if (out < 0) {
+        perror(argv[1]);
+        return 2;
+    }
     allowed = argv[2];
     denied = argv[3];
     int threads = atoi(argv[4]);

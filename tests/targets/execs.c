@@ -32,8 +32,7 @@
 
 extern char **environ;
 
-static void fail_line(void)
-{
+static void fail_line(void) {
     const char *name = strerrorname_np(errno);
     if (name)
         printf("%s\n", name);
@@ -42,8 +41,7 @@ static void fail_line(void)
     fflush(stdout);
 }
 
-static long int80(long nr, long a, long b, long c)
-{
+static long int80(long nr, long a, long b, long c) {
     long ret;
     __asm__ volatile("int $0x80"
                      : "=a"(ret)
@@ -52,10 +50,9 @@ static long int80(long nr, long a, long b, long c)
     return (int)ret;
 }
 
-static char *low_area(void)
-{
-    char *low = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+static char *low_area(void) {
+    char *low =
+        mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED) {
         perror("execs: mmap MAP_32BIT");
         exit(2);
@@ -64,8 +61,7 @@ static char *low_area(void)
 }
 
 /* execve through the i386 entry: the path, argv strings and the pointer array below 4 GiB. */
-static int exec_i386(const char *path, int argc, char **args)
-{
+static int exec_i386(const char *path, int argc, char **args) {
     char *low = low_area();
     unsigned int *ptrs = (unsigned int *)low;
     char *strings = low + 4096;
@@ -80,8 +76,8 @@ static int exec_i386(const char *path, int argc, char **args)
     ptrs[argc] = 0;
     unsigned int *envp = ptrs + argc + 1;
     envp[0] = 0;
-    long ret = int80(11, (long)(unsigned long)lpath, (long)(unsigned long)ptrs,
-                     (long)(unsigned long)envp);
+    long ret =
+        int80(11, (long)(unsigned long)lpath, (long)(unsigned long)ptrs, (long)(unsigned long)envp);
     errno = (int)-ret;
     fail_line();
     return 1;
@@ -91,8 +87,7 @@ static volatile char *flip_buf;
 static size_t flip_at;
 static char flip_a, flip_b;
 
-static void *flipper(void *arg)
-{
+static void *flipper(void *arg) {
     (void)arg;
     for (;;) {
         flip_buf[flip_at] = flip_a;
@@ -101,16 +96,14 @@ static void *flipper(void *arg)
     return NULL;
 }
 
-static int race(const char *allowed, const char *denied, long n)
-{
+static int race(const char *allowed, const char *denied, long n) {
     size_t len = strlen(allowed);
     if (strlen(denied) != len) {
         fprintf(stderr, "execs: race paths must have the same length\n");
         return 2;
     }
     size_t at = 0;
-    while (at < len && allowed[at] == denied[at])
-        at++;
+    while (at < len && allowed[at] == denied[at]) at++;
     long ran = 0, killed = 0, refused = 0, other = 0;
     for (long i = 0; i < n; i++) {
         fflush(stdout);
@@ -129,8 +122,7 @@ static int race(const char *allowed, const char *denied, long n)
             pthread_t t;
             pthread_create(&t, NULL, flipper, NULL);
             char *argv[] = {buf, NULL};
-            for (int tries = 0; tries < 1000; tries++)
-                execve(buf, argv, environ);
+            for (int tries = 0; tries < 1000; tries++) execve(buf, argv, environ);
             _exit(3);
         }
         int status;
@@ -148,8 +140,7 @@ static int race(const char *allowed, const char *denied, long n)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "argv")) {
         fflush(stdout);
         execv(argv[2], argv + 3);
@@ -166,10 +157,8 @@ int main(int argc, char **argv)
         fail_line();
         return 1;
     }
-    if (argc >= 4 && !strcmp(argv[1], "i386"))
-        return exec_i386(argv[2], argc - 3, argv + 3);
-    if (argc >= 5 && !strcmp(argv[1], "race"))
-        return race(argv[2], argv[3], atol(argv[4]));
+    if (argc >= 4 && !strcmp(argv[1], "i386")) return exec_i386(argv[2], argc - 3, argv + 3);
+    if (argc >= 5 && !strcmp(argv[1], "race")) return race(argv[2], argv[3], atol(argv[4]));
     if (argc == 1 && getenv("MARKER")) {
         if (getenv("MARKER_FORK")) /* at once: the child must be killed with its parent */
             fork();
@@ -182,8 +171,7 @@ int main(int argc, char **argv)
             char path[4096];
             snprintf(path, sizeof(path), "%s.%d", marker, (int)getpid());
             int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-            if (fd >= 0)
-                close(fd);
+            if (fd >= 0) close(fd);
         }
         return 0;
     }

@@ -21,15 +21,13 @@ static const char *denied;
 static atomic_int stop;
 static atomic_long calls, eacces;
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void *flooder(void *arg)
-{
+static void *flooder(void *arg) {
     (void)arg;
     long mine = 0, mine_eacces = 0;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
@@ -45,8 +43,7 @@ static void *flooder(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 5) {
         fprintf(stderr, "usage: flood DENIED ALLOWED N_THREADS SECONDS\n");
@@ -81,11 +78,9 @@ int main(int argc, char **argv)
     else
         printf("main_open=%s main_ms=%.1f\n", strerrorname_np(err), ms);
     double left = seconds - (now() - start);
-    if (left > 0)
-        usleep((useconds_t)(left * 1e6));
+    if (left > 0) usleep((useconds_t)(left * 1e6));
     atomic_store(&stop, 1);
-    for (int i = 0; i < n; i++)
-        pthread_join(t[i], NULL);
+    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     printf("flood_calls=%ld flood_eacces=%ld\n", atomic_load(&calls), atomic_load(&eacces));
     return 0;
 }

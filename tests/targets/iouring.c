@@ -15,8 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static void print_errno(int e)
-{
+static void print_errno(int e) {
     const char *name = strerrorname_np(e);
     if (name)
         printf("%s\n", name);
@@ -24,8 +23,7 @@ static void print_errno(int e)
         printf("E%d\n", e);
 }
 
-static void *map(int fd, size_t size, off_t offset)
-{
+static void *map(int fd, size_t size, off_t offset) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);
     if (p == MAP_FAILED) {
         perror("iouring: mmap");
@@ -34,8 +32,7 @@ static void *map(int fd, size_t size, off_t offset)
     return p;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct io_uring_params params;
     memset(&params, 0, sizeof params);
@@ -51,11 +48,10 @@ int main(int argc, char **argv)
     }
     size_t sq_size = params.sq_off.array + params.sq_entries * sizeof(unsigned);
     size_t cq_size = params.cq_off.cqes + params.cq_entries * sizeof(struct io_uring_cqe);
-    if (params.features & IORING_FEAT_SINGLE_MMAP && cq_size > sq_size)
-        sq_size = cq_size;
+    if (params.features & IORING_FEAT_SINGLE_MMAP && cq_size > sq_size) sq_size = cq_size;
     char *sq = map(ring, sq_size, IORING_OFF_SQ_RING);
-    char *cq = params.features & IORING_FEAT_SINGLE_MMAP ? sq
-                                                          : map(ring, cq_size, IORING_OFF_CQ_RING);
+    char *cq =
+        params.features & IORING_FEAT_SINGLE_MMAP ? sq : map(ring, cq_size, IORING_OFF_CQ_RING);
     struct io_uring_sqe *sqes =
         map(ring, params.sq_entries * sizeof(struct io_uring_sqe), IORING_OFF_SQES);
 

@@ -21,27 +21,23 @@
 
 static const char *path;
 
-static void *open_fifo(void *arg)
-{
+static void *open_fifo(void *arg) {
     (void)arg;
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY);
     printf("fifo open returned %d (%s)\n", fd, fd < 0 ? strerror(errno) : "ok");
     return NULL;
 }
 
-static void *open_loop(void *arg)
-{
+static void *open_loop(void *arg) {
     (void)arg;
     for (;;) {
         int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY);
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
     }
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 3) {
         fprintf(stderr, "usage: killme MODE PATH\n");
@@ -78,6 +74,5 @@ int main(int argc, char **argv)
         usleep(200000);
         printf("pid=%d\n", getpid());
     }
-    for (;;)
-        pause();
+    for (;;) pause();
 }

@@ -36,7 +36,10 @@ int main(int argc, char **argv) {
         path = longpath;
     }
     int r = mkdir(path, 0700);
-    if (r == 0) { puts("ok"); return 0; }
+    if (r == 0) {
+        puts("ok");
+        return 0;
+    }
     printf("%s\n", strerrorname_np(errno));
     return 0;
 }

@@ -61,26 +61,25 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
-#include <sched.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-static void print_errno(int e)
-{
+static void print_errno(int e) {
     const char *name = strerrorname_np(e);
     if (name)
         printf("%s\n", name);
@@ -88,16 +87,14 @@ static void print_errno(int e)
         printf("E%d\n", e);
 }
 
-static void print_status(long ret)
-{
+static void print_status(long ret) {
     if (ret < 0)
         print_errno(errno);
     else
         printf("OK\n");
 }
 
-static socklen_t inet_addr_of(const char *addr, const char *port, struct sockaddr_storage *ss)
-{
+static socklen_t inet_addr_of(const char *addr, const char *port, struct sockaddr_storage *ss) {
     memset(ss, 0, sizeof *ss);
     struct sockaddr_in *in = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
@@ -115,8 +112,7 @@ static socklen_t inet_addr_of(const char *addr, const char *port, struct sockadd
     exit(2);
 }
 
-static socklen_t unix_addr_of(const char *name, int abstract, struct sockaddr_un *un)
-{
+static socklen_t unix_addr_of(const char *name, int abstract, struct sockaddr_un *un) {
     memset(un, 0, sizeof *un);
     un->sun_family = AF_UNIX;
     size_t len = strlen(name);
@@ -129,8 +125,7 @@ static socklen_t unix_addr_of(const char *name, int abstract, struct sockaddr_un
 }
 
 /* A syscall through the i386 entry (int $0x80) of this 64-bit process. */
-static long int80(long nr, long a, long b, long c)
-{
+static long int80(long nr, long a, long b, long c) {
     long ret;
     __asm__ volatile("int $0x80"
                      : "=a"(ret)
@@ -139,10 +134,9 @@ static long int80(long nr, long a, long b, long c)
     return ret;
 }
 
-static void *low_page(void)
-{
-    void *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-                     -1, 0);
+static void *low_page(void) {
+    void *low =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED) {
         perror("netops: mmap MAP_32BIT");
         exit(2);
@@ -150,8 +144,7 @@ static void *low_page(void)
     return low;
 }
 
-static void print_i386(long ret)
-{
+static void print_i386(long ret) {
     if (ret < 0 && ret > -4096)
         print_errno((int)-ret);
     else
@@ -166,8 +159,7 @@ static struct msghdr swap_msg;
 static struct sockaddr_in swap_denied;
 static int swap_tcp, swap_udp;
 
-static void *fd_swapper(void *arg)
-{
+static void *fd_swapper(void *arg) {
     (void)arg;
     while (!atomic_load(&race_stop)) {
         dup2(swap_udp, 100);
@@ -180,8 +172,7 @@ static void *fd_swapper(void *arg)
     return NULL;
 }
 
-static void *name_flipper(void *arg)
-{
+static void *name_flipper(void *arg) {
     (void)arg;
     while (!atomic_load(&race_stop)) {
         swap_msg.msg_name = &swap_denied;
@@ -204,18 +195,15 @@ static volatile unsigned int *flip_word2;
 static unsigned int flip_a2, flip_b2;
 
 /* Flips one (or two) 32-bit words of an i386 socketcall argument array. */
-static void *word_flipper(void *arg)
-{
+static void *word_flipper(void *arg) {
     (void)arg;
     while (!atomic_load(&race_stop)) {
         *flip_word = flip_b;
-        if (flip_word2)
-            *flip_word2 = flip_b2;
+        if (flip_word2) *flip_word2 = flip_b2;
         for (volatile int i = 0; i < 50; i++)
             ;
         *flip_word = flip_a;
-        if (flip_word2)
-            *flip_word2 = flip_a2;
+        if (flip_word2) *flip_word2 = flip_a2;
         for (volatile int i = 0; i < 50; i++)
             ;
     }
@@ -225,8 +213,7 @@ static void *word_flipper(void *arg)
 static struct sockaddr_in swap_allowed;
 static struct sockaddr_un swap_unix;
 
-static void *name_flipper_unix(void *arg)
-{
+static void *name_flipper_unix(void *arg) {
     (void)arg;
     while (!atomic_load(&race_stop)) {
         swap_msg.msg_name = &swap_unix;
@@ -243,8 +230,7 @@ static void *name_flipper_unix(void *arg)
     return NULL;
 }
 
-static void *flipper(void *arg)
-{
+static void *flipper(void *arg) {
     (void)arg;
     while (!atomic_load(&race_stop)) {
         /* the barriers keep the compiler from dropping the first copy as a dead store */
@@ -260,8 +246,7 @@ static void *flipper(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         const char *op = argv[i];
@@ -317,8 +302,8 @@ int main(int argc, char **argv)
                 print_status(sendto(fd, data, 4, 0, (struct sockaddr *)&ss, len));
             } else {
                 struct iovec iov = {.iov_base = data, .iov_len = 4};
-                struct msghdr msg = {.msg_name = &ss, .msg_namelen = len, .msg_iov = &iov,
-                                     .msg_iovlen = 1};
+                struct msghdr msg = {
+                    .msg_name = &ss, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1};
                 print_status(sendmsg(fd, &msg, 0));
             }
             close(fd);
@@ -447,8 +432,7 @@ int main(int argc, char **argv)
             clock_gettime(CLOCK_MONOTONIC, &t0);
             for (int k = 0; k < n; k++) {
                 int fd = socket(AF_INET, SOCK_STREAM, 0);
-                if (connect(fd, (struct sockaddr *)&ss, len) < 0)
-                    failed++;
+                if (connect(fd, (struct sockaddr *)&ss, len) < 0) failed++;
                 close(fd);
             }
             clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -491,8 +475,11 @@ int main(int argc, char **argv)
                 struct cmsghdr align;
             } u;
             memset(&u, 0, sizeof u);
-            struct msghdr msg = {.msg_name = &ss, .msg_namelen = len, .msg_iov = &iov,
-                                 .msg_iovlen = 1, .msg_control = u.buf,
+            struct msghdr msg = {.msg_name = &ss,
+                                 .msg_namelen = len,
+                                 .msg_iov = &iov,
+                                 .msg_iovlen = 1,
+                                 .msg_control = u.buf,
                                  .msg_controllen = sizeof u.buf};
             struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
             c->cmsg_level = IPPROTO_IP;
@@ -543,8 +530,7 @@ int main(int argc, char **argv)
                 print_errno(errno);
             } else {
                 char *buf = malloc(n);
-                for (size_t k = 0; k < n; k++)
-                    buf[k] = (char)('a' + k % 26);
+                for (size_t k = 0; k < n; k++) buf[k] = (char)('a' + k % 26);
                 struct iovec iov = {.iov_base = buf, .iov_len = n};
                 struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
                 long r = sendmsg(fd, &msg, 0);
@@ -584,12 +570,10 @@ int main(int argc, char **argv)
                     ok++;
                 } else {
                     denied++;
-                    if (!first)
-                        first = errno;
+                    if (!first) first = errno;
                 }
             }
-            if (getenv("NETOPS_DEBUG"))
-                fprintf(stderr, "first error %s\n", strerrorname_np(first));
+            if (getenv("NETOPS_DEBUG")) fprintf(stderr, "first error %s\n", strerrorname_np(first));
             atomic_store(&race_stop, 1);
             pthread_join(t1, NULL);
             pthread_join(t2, NULL);
@@ -663,8 +647,7 @@ int main(int argc, char **argv)
                 printf("OK:domain=%d,type=%d,cloexec=%d,nonblock=%d\n", domain, type,
                        !!(fdflags & FD_CLOEXEC), !!(flflags & O_NONBLOCK));
             }
-            if (fd >= 0)
-                close(fd);
+            if (fd >= 0) close(fd);
             munmap(args, 4096);
             i += bind_lo ? 1 : 2;
         } else if (!strcmp(op, "race_i386_socket")) {
@@ -691,8 +674,7 @@ int main(int argc, char **argv)
                 int domain = -1;
                 socklen_t l = sizeof domain;
                 getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l);
-                if (domain == bad)
-                    wrong++;
+                if (domain == bad) wrong++;
                 close(fd);
             }
             atomic_store(&race_stop, 1);
@@ -754,7 +736,8 @@ int main(int argc, char **argv)
                 print_errno(errno);
             } else {
                 char d1[] = "mm1", d2[] = "mm2";
-                struct iovec v1 = {.iov_base = d1, .iov_len = 3}, v2 = {.iov_base = d2, .iov_len = 3};
+                struct iovec v1 = {.iov_base = d1, .iov_len = 3},
+                             v2 = {.iov_base = d2, .iov_len = 3};
                 struct mmsghdr m[2];
                 memset(m, 0, sizeof m);
                 m[0].msg_hdr.msg_iov = &v1;

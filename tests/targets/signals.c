@@ -6,8 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void on_term(int sig)
-{
+static void on_term(int sig) {
     (void)sig;
     static const char msg[] = "got SIGTERM\n";
     ssize_t w = write(1, msg, sizeof msg - 1);
@@ -15,14 +14,12 @@ static void on_term(int sig)
     _exit(42);
 }
 
-int main(void)
-{
+int main(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     printf("ready\n");
     fflush(stdout);
-    for (;;)
-        pause();
+    for (;;) pause();
 }

@@ -41,8 +41,7 @@
 
 static int saved_fd = -1;
 
-static void print_errno(int e)
-{
+static void print_errno(int e) {
     const char *name = strerrorname_np(e);
     if (name)
         printf("%s\n", name);
@@ -50,8 +49,7 @@ static void print_errno(int e)
         printf("E%d\n", e);
 }
 
-static void print_status(long ret)
-{
+static void print_status(long ret) {
     if (ret < 0)
         print_errno(errno);
     else
@@ -59,8 +57,7 @@ static void print_status(long ret)
 }
 
 /* An open's result: the errno, or OK and the first line of what the fd reads. */
-static void print_open(int fd)
-{
+static void print_open(int fd) {
     if (fd < 0) {
         print_errno(errno);
         return;
@@ -77,18 +74,15 @@ static void print_open(int fd)
     printf("OK:%s\n", buf);
 }
 
-static const char *subst(const char *path)
-{
+static const char *subst(const char *path) {
     static char out[4096];
     const char *hit = strstr(path, "{fd}");
-    if (!hit)
-        return path;
+    if (!hit) return path;
     snprintf(out, sizeof out, "%.*s%d%s", (int)(hit - path), path, saved_fd, hit + 4);
     return out;
 }
 
-static unsigned long long resolve_flags(const char *spec)
-{
+static unsigned long long resolve_flags(const char *spec) {
     unsigned long long flags = 0;
     char copy[256];
     snprintf(copy, sizeof copy, "%s", spec);
@@ -115,8 +109,7 @@ static unsigned long long resolve_flags(const char *spec)
 
 /* A syscall through the i386 entry (int $0x80) of this 64-bit process. The kernel clears
  * r8-r11 on the way back. */
-static long int80(long nr, long a, long b, long c)
-{
+static long int80(long nr, long a, long b, long c) {
     long ret;
     __asm__ volatile("int $0x80"
                      : "=a"(ret)
@@ -126,10 +119,9 @@ static long int80(long nr, long a, long b, long c)
 }
 
 /* A copy of s below 4 GiB, where an i386 pointer can reach it. */
-static char *low_copy(const char *s)
-{
-    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-                     -1, 0);
+static char *low_copy(const char *s) {
+    char *low =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED) {
         perror("sysops: mmap MAP_32BIT");
         exit(2);
@@ -138,8 +130,7 @@ static char *low_copy(const char *s)
     return low;
 }
 
-static int need(int argc, int i, int n, const char *op)
-{
+static int need(int argc, int i, int n, const char *op) {
     if (i + n >= argc) {
         fprintf(stderr, "sysops: %s needs %d argument(s)\n", op, n);
         exit(2);
@@ -147,8 +138,7 @@ static int need(int argc, int i, int n, const char *op)
     return n;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int i = 1;
     while (i < argc) {
@@ -172,8 +162,7 @@ int main(int argc, char **argv)
             if (fd < 0) {
                 print_errno(errno);
             } else {
-                if (saved_fd >= 0)
-                    close(saved_fd);
+                if (saved_fd >= 0) close(saved_fd);
                 saved_fd = fd;
                 printf("OK:%d\n", fd);
             }
@@ -213,8 +202,7 @@ int main(int argc, char **argv)
             int domain = !strcmp(a, "inet") ? AF_INET : !strcmp(a, "inet6") ? AF_INET6 : AF_UNIX;
             int fd = socket(domain, SOCK_STREAM, 0);
             print_status(fd);
-            if (fd >= 0)
-                close(fd);
+            if (fd >= 0) close(fd);
         } else if (!strcmp(op, "ptrace")) {
             print_status(syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0));
         } else if (!strcmp(op, "link")) {
@@ -269,8 +257,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(op, "i386_open")) {
             used = need(argc, i, 1, op);
             long r = int80(5, (long)(unsigned long)low_copy(subst(a)), O_RDONLY, 0);
-            if (r < 0)
-                errno = (int)-r;
+            if (r < 0) errno = (int)-r;
             print_open(r < 0 ? -1 : (int)r);
         } else if (!strcmp(op, "i386_mkdir")) {
             used = need(argc, i, 1, op);

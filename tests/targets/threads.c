@@ -19,15 +19,12 @@ static const char *allowed, *content, *denied;
 static long per_thread;
 static atomic_long allowed_ok, denied_ok, wrong;
 
-static void report(const char *what, int err, const char *got)
-{
+static void report(const char *what, int err, const char *got) {
     if (atomic_fetch_add(&wrong, 1) < 10)
-        fprintf(stderr, "threads: %s: errno %s, read %s\n", what, strerrorname_np(err) ?: "0",
-                got);
+        fprintf(stderr, "threads: %s: errno %s, read %s\n", what, strerrorname_np(err) ?: "0", got);
 }
 
-static void *worker(void *arg)
-{
+static void *worker(void *arg) {
     long id = (long)arg;
     char buf[256];
     for (long i = 0; i < per_thread; i++) {
@@ -58,8 +55,7 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 6) {
         fprintf(stderr, "usage: threads ALLOWED CONTENT DENIED N_THREADS N_OPENS\n");
         return 2;
@@ -76,8 +72,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    for (int i = 0; i < n; i++)
-        pthread_join(t[i], NULL);
+    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     printf("allowed_ok=%ld denied_ok=%ld wrong=%ld\n", atomic_load(&allowed_ok),
            atomic_load(&denied_ok), atomic_load(&wrong));
     return 0;

@@ -25,22 +25,19 @@ static size_t len;
 static atomic_int stop;
 static const char *link_path;
 
-static void *link_flipper(void *arg)
-{
+static void *link_flipper(void *arg) {
     (void)arg;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", link_path);
     int i = 0;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         unlink(tmp);
-        if (symlink((i++ & 1) ? denied : allowed, tmp) == 0)
-            rename(tmp, link_path);
+        if (symlink((i++ & 1) ? denied : allowed, tmp) == 0) rename(tmp, link_path);
     }
     return NULL;
 }
 
-static void *flipper(void *arg)
-{
+static void *flipper(void *arg) {
     (void)arg;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         memcpy(path, denied, len);
@@ -51,8 +48,7 @@ static void *flipper(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 5 && argc != 6) {
         fprintf(stderr, "usage: toctou ALLOWED DENIED N_OPENS SECRET_MARKER [LINK]\n");
         return 2;
