@@ -6,8 +6,9 @@ warnings as errors). cffi is told about it from the same text the compiler reads
 ``...``, taken from the compiler) followed by the part of ``native.h`` between its cffi markers
 (the project's own structs, constants and functions, written once for both).
 
-setup.py names this file in ``cffi_modules``; ``python supervisor/kernel/native/build.py`` builds
-the module in place, for a quick look at the compiler's output.
+setup.py names this file in ``cffi_modules``. Run from the project's top directory,
+``python supervisor/kernel/native/build.py`` builds the module in place, for a quick look at the
+compiler's output.
 """
 
 from __future__ import annotations
@@ -36,11 +37,19 @@ def header_cdef(text: str) -> str:
     return body
 
 
+def check_sources() -> None:
+    """Every .c beside this file is in SOURCES, so a new one cannot be left out of the build."""
+    found = {p.name for p in HERE.glob("*.c")}
+    if found != set(SOURCES):
+        raise ValueError(f"{HERE}: *.c files {sorted(found)} differ from SOURCES {SOURCES}")
+
+
 def cdef() -> str:
     header = (HERE / "native.h").read_text()
     return (HERE / "kernel.cdef").read_text() + header_cdef(header)
 
 
+check_sources()
 ffibuilder = FFI()
 ffibuilder.cdef(cdef())
 ffibuilder.set_source(
