@@ -7,12 +7,13 @@ file in :func:`load_policy`. The format and semantics are in docs/policy.md.
 from __future__ import annotations
 
 from .advisory import advisory_syscalls, advisory_warnings
-from .engine import Decision, Engine, Request
+from .engine import Engine
 from .errors import PolicyError
 from .match.globs import GlobError, compile_globs, glob_match, glob_to_regex
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .parse import load_policy, parse_policy
 from .plan import FilterPlan, KernelAction, KernelRule, explain, kernel_action, plan_filter
+from .request import Decision, Request
 from .tables.constants import ERRNOS, SYMBOLS, errno_name
 from .tables.groups import GROUPS, Group, expand
 from .tables.syscalls import (
