@@ -2,17 +2,26 @@
 
 PURE: no trio, no cffi, no ``supervisor.kernel``, no /proc; the only I/O is reading the policy
 file in :func:`load_policy`. The format and semantics are in docs/policy.md.
+
+The rooms: ``parse/`` (TOML text -> :class:`Policy`, every error naming file, line and key),
+``model`` (Policy, Rule, Action), ``request`` (Request, Decision: what the engine is asked and
+answers), ``engine`` (decide one request) with ``state`` (dice, budgets, phases; time comes as
+a value), ``plan`` (the kernel filter plan and ``explain``), ``advisory`` and ``twins`` (load
+warnings; the i386 twins a rule takes along), ``match/`` (path and argv globs, addresses,
+sockaddrs) and ``tables/`` (syscalls, groups, constants). It imports only itself and the
+standard library (tests/policy/test_policy_layering.py).
 """
 
 from __future__ import annotations
 
 from .advisory import advisory_syscalls, advisory_warnings
-from .engine import Decision, Engine, Request
+from .engine import Engine
 from .errors import PolicyError
 from .match.globs import GlobError, compile_globs, glob_match, glob_to_regex
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .parse import load_policy, parse_policy
 from .plan import FilterPlan, KernelAction, KernelRule, explain, kernel_action, plan_filter
+from .request import Decision, Request
 from .tables.constants import ERRNOS, SYMBOLS, errno_name
 from .tables.groups import GROUPS, Group, expand
 from .tables.syscalls import (

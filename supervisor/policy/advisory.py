@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .match.argv import EXEC_SYSCALLS
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
 from .tables.syscalls import EMULATED_SYSCALLS
-
-EXEC_SYSCALLS = frozenset({"execve", "execveat"})  # as policy/argv.py
 
 # After an address check (supervisor/netcalls.py): bind is always performed by the supervisor.
 # connect, sendto and sendmsg are performed on IPv4/IPv6 sockets but resumed (advisory) on unix

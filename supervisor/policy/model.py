@@ -165,7 +165,7 @@ class Rule:
     addresses: tuple[AddressPattern, ...] = ()
 
     # Exec rules (docs/policy.md "Exec rules"): ``argv`` globs matched element by element
-    # (policy/argv.py); ``once``: the first matching exec is let through, later ones get
+    # (policy/match/argv.py); ``once``: the first matching exec is let through, later ones get
     # ``over`` (deny with ``over_errno``, or kill). Both make the rule apply to execve/execveat
     # only.
     argv: tuple[str, ...] = ()

@@ -35,13 +35,8 @@ import errno
 import json
 from dataclasses import dataclass
 
-from .advisory import (
-    EXEC_SYSCALLS,
-    address_advisory_text,
-    advisory_syscalls,
-    o_path_syscalls,
-    summarize,
-)
+from .advisory import address_advisory_text, advisory_syscalls, o_path_syscalls, summarize
+from .match.argv import EXEC_SYSCALLS
 from .match.sockaddr import SOCKETCALL_SYSCALLS
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .tables.constants import errno_name

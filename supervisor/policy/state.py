@@ -10,12 +10,9 @@ rule, so the same seed and the same sequence of matching calls give the same fai
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 from .model import Fault, Rule
-
-if TYPE_CHECKING:
-    from .engine import Request
+from .request import Request
 
 
 class PhaseState:

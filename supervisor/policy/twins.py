@@ -4,7 +4,7 @@ A filter covers both ABIs (supervisor/kernel/filter.py) by resolving every sysca
 architecture, so a rule on ``newfstatat`` says nothing about i386, where the same call is
 ``fstatat64``; a rule on ``stat`` covers i386 ``stat`` but not ``stat64``, the one i386 libc
 uses. A program that enters the i386 table with ``int $0x80`` would walk past such a rule. So a
-rule that names a syscall also applies to its twins (``TWINS``, applied by policy/parse.py).
+rule that names a syscall also applies to its twins (``TWINS``, applied by policy/parse/rule.py).
 
 A twin is listed with the argument numbers that have the same meaning and the same layout in
 both (``same_args``). Where a 64-bit value takes two i386 registers (truncate64's length,
@@ -18,7 +18,7 @@ argument layout: i386 ``mmap`` and ``select`` take one pointer to their argument
 conditions on those arguments do not mean on i386 what they mean on x86_64: a load warning
 says so (``abi_warnings``).
 
-Names are libseccomp's (supervisor/policy/_syscall_names.py); tests check every entry.
+Names are libseccomp's (supervisor/policy/tables/_syscall_names.py); tests check every entry.
 """
 
 from __future__ import annotations

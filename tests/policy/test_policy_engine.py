@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 from hypothesis import given
@@ -23,6 +24,8 @@ from supervisor.policy import (
     parse_policy,
     path_args,
 )
+from supervisor.policy.match.argv import ArgvError, argv_match, compile_argv
+from supervisor.policy.match.globs import translate
 from supervisor.policy.tables.syscalls import Follow
 
 
@@ -70,16 +73,62 @@ def req(syscall: str, *args: int, paths: tuple[str, ...] = ()) -> Request:
         ("/x/a.b", "/x/aXb", False),
         ("/x/a+b", "/x/a+b", True),
         ("/x/", "/x", True),
+        # A negated class that starts with ] or - (once read as "[^/]]" and "[^/-z]").
+        ("/x/[!]]", "/x/a", True),
+        ("/x/[!]]", "/x/]", False),
+        ("/x/[!-z]", "/x/a", True),
+        ("/x/[!-z]", "/x/-", False),
+        ("/x/[!-z]", "/x/]", True),
+        ("/x/[!-z]", "/x//", False),
+        ("/x/[a-c]", "/x/b", True),
+        ("/x/[a-c]", "/x/d", False),
+        ("/x/[a-]", "/x/-", True),
+        ("/x/[-a]", "/x/-", True),
+        ("/x/[&&]", "/x/&", True),
+        ("/x/[\\]", "/x/\\", True),
+        ("/x/[^^]", "/x/^", False),
     ],
 )
 def test_glob_cases(pattern: str, path: str, expected: bool) -> None:
     assert glob_match(pattern, path) is expected
 
 
-@pytest.mark.parametrize("bad", ["relative", "", "/a//b", "/a/./b", "/a/../b", "/a/[b"])
+@pytest.mark.parametrize(
+    "bad", ["relative", "", "/a//b", "/a/./b", "/a/../b", "/a/[b", "/a/[z-a]", "/a/[!z-a]"]
+)
 def test_glob_errors(bad: str) -> None:
     with pytest.raises(GlobError):
         glob_to_regex(bad)
+
+
+_class_text = st.text(alphabet="ab/*?[]!^-\\&|~.z\n", min_size=1, max_size=10)
+
+
+@given(_class_text)
+def test_glob_translation_always_compiles(glob: str) -> None:
+    """Every glob the translator accepts is a regex that compiles (a reversed range like z-a
+    is a GlobError, not a re.error at Engine time) and raises no set-operation warning."""
+    for slash in (False, True):
+        try:
+            regex = translate(glob, slash=slash, what="segment")
+        except GlobError:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            re.compile(regex, re.DOTALL)
+
+
+@given(_class_text, st.text(alphabet="ab]-\\^&!z.\n", max_size=6))
+def test_glob_one_translator_for_paths_and_argv(glob: str, text: str) -> None:
+    """Path segments and argv elements are the same globs; they differ only in /."""
+    try:
+        segment = re.compile(translate(glob, slash=False, what="segment"), re.DOTALL)
+    except GlobError as e:
+        with pytest.raises(ArgvError) as info:
+            compile_argv([glob])
+        assert str(info.value) == str(e).replace("segment", "argv element", 1)
+        return
+    assert (segment.fullmatch(text) is not None) is argv_match([glob], [text])
 
 
 def _ref_segment(pat: str, seg: str) -> bool:

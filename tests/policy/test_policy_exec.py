@@ -108,6 +108,7 @@ def test_once_parsed() -> None:
         ('address = ["10.0.0.0/8"]\nargv = ["x"]\naction = "deny"', "argv", "cannot have"),
         ('argv = ["**", "x"]\naction = "deny"', "argv", "last element"),
         ('argv = ["[x"]\naction = "deny"', "argv", "unclosed"),
+        ('argv = ["[z-a]"]\naction = "deny"', "argv", "bad range 'z-a'"),
         ('argv = []\naction = "deny"', "argv", "must not be empty"),
         ('argv = "git"\naction = "deny"', "argv", "list of strings"),
         ('once = true\naction = "deny"', "once", '"allow" or "log"'),

@@ -150,6 +150,7 @@ RULE_HEAD = 'default = "allow"\n\n[[rule]]\nsyscalls = ["read"]\naction = "allow
         ('path = ["/etc/../x"]\naction = "deny"\n', "path", 0, "'..'"),
         ('path = ["/a//b"]\naction = "deny"\n', "path", 0, "empty segment"),
         ('path = ["/a/[b"]\naction = "deny"\n', "path", 0, "unclosed"),
+        ('path = ["/a/[z-a]"]\naction = "deny"\n', "path", 0, "bad range 'z-a'"),
         ("path = []\naction = 'deny'\n", "path", 0, "empty"),
         ('syscalls = ["read"]\npath = ["/x"]\naction = "deny"\n', "path", 1, "read takes no path"),
         ('syscalls = ["@timer"]\npath = ["/x"]\naction = "deny"\n', "path", 1, "no syscall of"),

@@ -4,7 +4,9 @@ argument vector a target passes to execve/execveat.
 - Each pattern element is a glob on one argv element (the whole string, anchored at both ends):
   ``*`` any run of characters (``/`` included: argv elements are not paths), ``?`` one
   character, ``[abc]``, ``[a-z]``, ``[!abc]`` one character of (or not of) a class. There is no
-  escape character: ``[*]`` is a literal ``*``. An unclosed ``[`` is an error.
+  escape character: ``[*]`` is a literal ``*``. An unclosed ``[`` or a reversed range
+  (``[z-a]``) is an error. The globs are those of paths (globs.translate, the one translator),
+  with ``/`` an ordinary character.
 - Without a final ``"**"`` the argv must have exactly as many elements as the pattern.
 - A final element ``"**"`` (exactly that string) matches any number of remaining elements,
   including none: ``["git", "status", "**"]`` matches ``git status`` and
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+
+from .globs import GlobError, translate
 
 ANY_REST = "**"
 # The syscalls an exec rule (``argv``, ``once``) applies to.
@@ -36,38 +40,10 @@ class ArgvError(ValueError):
 
 
 def _element_regex(glob: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(glob)
-    while i < n:
-        c = glob[i]
-        if c == "*":
-            while i < n and glob[i] == "*":
-                i += 1
-            out.append(".*")
-            continue
-        if c == "?":
-            out.append(".")
-        elif c == "[":
-            j = i + 1
-            if j < n and glob[j] in "!^":
-                j += 1
-            if j < n and glob[j] == "]":  # a leading ] is a member
-                j += 1
-            while j < n and glob[j] != "]":
-                j += 1
-            if j >= n:
-                raise ArgvError(f"unclosed '[' in argv element {glob!r}")
-            body = glob[i + 1 : j]
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            body = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
-            out.append(f"[^{body}]" if negate else f"[{body}]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
+    try:
+        return translate(glob, slash=True, what="argv element")
+    except GlobError as e:
+        raise ArgvError(str(e)) from None
 
 
 def compile_argv(patterns: Sequence[str]) -> ArgvMatch:

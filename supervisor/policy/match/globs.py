@@ -25,39 +25,76 @@ class GlobError(ValueError):
     """A glob that cannot match a canonical absolute path."""
 
 
-def _segment_regex(seg: str) -> str:
+def translate(glob: str, *, slash: bool, what: str) -> str:
+    """The regular expression (for ``fullmatch``) of one glob without ``**`` segments: a path
+    segment (``slash=False``: no wildcard or class matches ``/``) or a whole string
+    (``slash=True``: argv elements, where ``/`` is an ordinary character; compile with
+    re.DOTALL). The one glob translator of the package: paths here, argv in argv.py. GlobError
+    names ``what`` ("segment", "argv element") and ``glob``."""
+    star, one = (".*", ".") if slash else ("[^/]*", "[^/]")
     out: list[str] = []
-    i, n = 0, len(seg)
+    bad_range: str | None = None  # raised once the whole glob is read (an unclosed [ first)
+    i, n = 0, len(glob)
     while i < n:
-        c = seg[i]
+        c = glob[i]
         if c == "*":
-            while i < n and seg[i] == "*":
+            while i < n and glob[i] == "*":
                 i += 1
-            out.append("[^/]*")
+            out.append(star)
             continue
         if c == "?":
-            out.append("[^/]")
+            out.append(one)
         elif c == "[":
             j = i + 1
-            if j < n and seg[j] in "!^":
+            if j < n and glob[j] in "!^":
                 j += 1
-            if j < n and seg[j] == "]":  # a leading ] is a member
+            if j < n and glob[j] == "]":  # a leading ] is a member
                 j += 1
-            while j < n and seg[j] != "]":
+            while j < n and glob[j] != "]":
                 j += 1
             if j >= n:
-                raise GlobError(f"unclosed '[' in segment {seg!r}")
-            body = seg[i + 1 : j]
+                raise GlobError(f"unclosed '[' in {what} {glob!r}")
+            body = glob[i + 1 : j]
             negate = body[:1] in ("!", "^")
             if negate:
                 body = body[1:]
-            body = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
-            out.append(f"[^/{body}]" if negate else f"(?!/)[{body}]")
+            members, reversed_range = _class_members(body)
+            bad_range = bad_range or reversed_range
+            cls = f"[^{members}]" if negate else f"[{members}]"
+            out.append(cls if slash else f"(?!/){cls}")
             i = j
         else:
             out.append(re.escape(c))
         i += 1
+    if bad_range is not None:
+        low, high = bad_range[0], bad_range[2]
+        raise GlobError(f"bad range '{bad_range}' in {what} {glob!r} (write '{high}-{low}')")
     return "".join(out)
+
+
+def _class_members(body: str) -> tuple[str, str | None]:
+    """The regex of a class's members (``body`` without its brackets and negation): single
+    characters and ranges ``a-z``, each character escaped, so that nothing in a glob's class is
+    regex syntax. Also the first range whose first character comes after its last (``z-a``),
+    which the regex module would refuse at compile time."""
+    out: list[str] = []
+    reversed_range: str | None = None
+    i, n = 0, len(body)
+    while i < n:
+        if i + 2 < n and body[i + 1] == "-":
+            low, high = body[i], body[i + 2]
+            if low > high and reversed_range is None:
+                reversed_range = body[i : i + 3]
+            out.append(f"{re.escape(low)}-{re.escape(high)}")
+            i += 3
+        else:
+            out.append(re.escape(body[i]))
+            i += 1
+    return "".join(out), reversed_range
+
+
+def _segment_regex(seg: str) -> str:
+    return translate(seg, slash=False, what="segment")
 
 
 def glob_to_regex(pattern: str) -> str:
