@@ -205,7 +205,8 @@ def test_new_syscall_is_notified_by_number(tmp_path: Path) -> None:
     os.setxattr(f, "user.k", b"v")
     exe = compile_target("newcalls")
     launched = start(
-        notify_plan("getxattrat"), [str(exe), "getx", str(f), "user.k", "i386_getx", str(f), "user.k"]
+        notify_plan("getxattrat"),
+        [str(exe), "getx", str(f), "user.k", "i386_getx", str(f), "user.k"],
     )
     seen = []
     for _ in range(2):

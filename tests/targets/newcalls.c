@@ -11,6 +11,7 @@
  *                                 u::rw- g::r-- o::r--): the ACL sets the mode to 0644
  *   getx PATH NAME                getxattrat(AT_FDCWD, PATH, 0, NAME): "OK:<value>"
  *   getx_empty PATH NAME          the same through open(PATH, O_RDONLY) and "" + AT_EMPTY_PATH
+ *   getx_fd FD NAME               the same on an inherited fd FD with "" + AT_EMPTY_PATH
  *   getx_dirfd DIR LEAF NAME      the same relative to open(DIR, O_PATH|O_DIRECTORY)
  *   getx_nofollow PATH NAME       with AT_SYMLINK_NOFOLLOW
  *   listx PATH                    listxattrat(AT_FDCWD, PATH, 0): "OK:<names, comma-separated>"
@@ -157,6 +158,16 @@ int main(int argc, char **argv)
             r = call(NR_getxattrat, dirfd, L(path), flags, L(str(a2)), L(args), sizeof(*args));
             if (dirfd >= 0)
                 close((int)dirfd);
+            i += 2;
+            if (r >= 0) {
+                printf("OK:%.*s\n", (int)r, buf);
+                continue;
+            }
+        } else if (!strcmp(op, "getx_fd")) {
+            args->value = L(buf);
+            args->size = 4096;
+            r = call(NR_getxattrat, atol(a1), L(str("")), AT_EMPTY_PATH, L(str(a2)), L(args),
+                     sizeof(*args));
             i += 2;
             if (r >= 0) {
                 printf("OK:%.*s\n", (int)r, buf);
