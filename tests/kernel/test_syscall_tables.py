@@ -87,6 +87,21 @@ def test_tables_are_the_kernels() -> None:
     assert set(KNOWN_SYSCALLS) >= set(X86_64_NUMBERS) | set(I386_NUMBERS)
 
 
+def test_libseccomp_never_names_a_number_otherwise() -> None:
+    """The filter lets libseccomp's program decide every number libseccomp can name: its name
+    for a number must be the kernel's, or libseccomp rules on one name would hit another."""
+    from supervisor._native import ffi, lib
+
+    for arch in filter_arches():
+        for nr in range(HIGHEST_CHECKED + 1):
+            p = lib.seccomp_syscall_resolve_num_arch(arch, nr)
+            if p == ffi.NULL:
+                continue
+            name = ffi.string(p).decode()
+            lib.free(p)
+            assert syscall_names().get((arch, nr)) == name, (hex(arch), nr, name)
+
+
 @pytest.mark.parametrize(
     "plan",
     [
