@@ -153,3 +153,33 @@ def test_the_allowed_file_attr_calls_run(supervise: Supervise, target_bin, files
     ops = ["fgetattr", files.allowed, "removex", files.allowed, "user.none"]
     r = supervise(policy, [exe, *ops])
     assert r.lines == _control(exe, *ops), r.explain()
+
+
+@pytest.mark.parametrize("abi", ["", "i386_"])
+def test_a_value_rule_on_a_new_syscall_is_applied(
+    supervise: Supervise, target_bin, files: Files, abi: str
+) -> None:
+    """A rule with `args` on getxattrat (which libseccomp cannot name): the filter notifies it
+    and the supervisor decides by value, the same first-match order as any rule."""
+    exe = target_bin("newcalls")
+    os.setxattr(files.allowed, "user.k", b"v1")
+    policy = supervise.policy(
+        policy_text(
+            "t",
+            "allow",
+            rule(
+                "no-nofollow",
+                "deny",
+                syscalls=["getxattrat"],
+                args='[{ arg = 2, op = "&=", mask = "AT_SYMLINK_NOFOLLOW", '
+                'value = "AT_SYMLINK_NOFOLLOW" }]',
+                errno="EXDEV",
+            ),
+        )
+    )
+    r = supervise(
+        policy,
+        [exe, f"{abi}getx", files.allowed, "user.k", f"{abi}getx_nofollow", files.allowed,
+         "user.k"],
+    )  # fmt: skip
+    assert r.lines == ["OK:v1", "EXDEV"], r.explain()
