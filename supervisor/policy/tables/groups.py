@@ -1,8 +1,10 @@
 """Named syscall groups, modelled on systemd's ``SystemCallFilter=`` sets.
 
 Same names, one-line help and members as systemd's ``syscall_filter_sets[]``
-(src/shared/seccomp-util.c), restricted to the syscall names of x86_64 and i386 that libseccomp
-knows (KNOWN_SYSCALLS): arch-specific members of other architectures are left out. A member that
+(src/shared/seccomp-util.c), restricted to the syscall names of x86_64 and i386 in the kernel's
+tables (KNOWN_SYSCALLS): arch-specific members of other architectures are left out. Syscalls
+newer than a group's systemd list join the group of their older twins: the ``*xattrat`` calls
+and file_getattr/file_setattr in @file-system, open_tree_attr in @mount. A member that
 starts with ``@`` names another group. ``@known`` is every name in KNOWN_SYSCALLS.
 """
 
@@ -81,14 +83,14 @@ _GROUPS = [
         "@file-system",
         "File system operations",
         """access chdir chmod close creat faccessat faccessat2 fallocate fchdir fchmod fchmodat
-        fchmodat2 fcntl fcntl64 fgetxattr flistxattr fremovexattr fsetxattr fstat fstat64
-        fstatat64 fstatfs fstatfs64 ftruncate ftruncate64 futimesat getcwd getdents getdents64
-        getxattr inotify_add_watch inotify_init inotify_init1 inotify_rm_watch lgetxattr link
-        linkat listxattr llistxattr lremovexattr lsetxattr lstat lstat64 mkdir mkdirat mknod
-        mknodat mmap mmap2 munmap newfstatat oldfstat oldlstat oldstat open openat openat2
-        readlink readlinkat removexattr rename renameat renameat2 rmdir setxattr stat stat64
-        statfs statfs64 statx symlink symlinkat truncate truncate64 unlink unlinkat utime
-        utimensat utimensat_time64 utimes""",
+        fchmodat2 fcntl fcntl64 fgetxattr file_getattr file_setattr flistxattr fremovexattr
+        fsetxattr fstat fstat64 fstatat64 fstatfs fstatfs64 ftruncate ftruncate64 futimesat getcwd
+        getdents getdents64 getxattr getxattrat inotify_add_watch inotify_init inotify_init1
+        inotify_rm_watch lgetxattr link linkat listxattr listxattrat llistxattr lremovexattr
+        lsetxattr lstat lstat64 mkdir mkdirat mknod mknodat mmap mmap2 munmap newfstatat oldfstat
+        oldlstat oldstat open openat openat2 readlink readlinkat removexattr removexattrat rename
+        renameat renameat2 rmdir setxattr setxattrat stat stat64 statfs statfs64 statx symlink
+        symlinkat truncate truncate64 unlink unlinkat utime utimensat utimensat_time64 utimes""",
     ),
     _g(
         "@io-event",
@@ -116,7 +118,7 @@ _GROUPS = [
         "@mount",
         "Mounting and unmounting of file systems",
         """chroot fsconfig fsmount fsopen fspick mount mount_setattr move_mount open_tree
-        pivot_root umount umount2""",
+        open_tree_attr pivot_root umount umount2""",
     ),
     _g(
         "@network-io",
