@@ -156,7 +156,7 @@ def perform_send(
         unfinished = ret == -errno.EAGAIN or (stream and 0 <= ret < len(data))
         if unfinished and blocking:
             call = (name, data, control, flags, creds, stream, max(ret, 0))
-            if ctx.spawn(send_blocking, ctx, n, sock, call):
+            if ctx.spawn(blocking_send, ctx, n, sock, call):
                 sock = -1  # the task owns it
                 return
         if ret == -errno.EPIPE and not flags & socket.MSG_NOSIGNAL:
@@ -218,7 +218,7 @@ async def socket_elsewhere(
         reply.install(ctx, n, fd, cloexec=cloexec)
 
 
-async def send_blocking(
+async def blocking_send(
     ctx: Context,
     n: Notification,
     sock: int,
@@ -227,7 +227,7 @@ async def send_blocking(
     flags = call[3]
     try:
         ret = await trio.to_thread.run_sync(
-            send_rest, sock, *call, limiter=ctx.threads, abandon_on_cancel=True
+            finish_send, sock, *call, limiter=ctx.threads, abandon_on_cancel=True
         )
     finally:
         os.close(sock)
@@ -317,7 +317,7 @@ def sendmsg_as(
         return raw_sendmsg(sock, name, data, control, flags)
 
 
-def send_rest(
+def finish_send(
     sock: int,
     name: bytes | None,
     data: bytes,
