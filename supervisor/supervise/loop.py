@@ -59,13 +59,17 @@ _LANE_FOLLOW = {
 _UNKNOWN, _PLAIN, _PATHS, _HANDLER = "unknown", "plain", "paths", "handler"
 
 
+def _no_handler(n: Notification, name: str) -> None:
+    raise AssertionError(f"no handler routed for {name}")
+
+
 @dataclass(slots=True)
 class _Route:
     name: str
     arch: str
     kind: str
     specs: tuple[PathArg, ...]
-    handler: Callable[[Notification, str], None] | None = None
+    handler: Callable[[Notification, str], None] = _no_handler  # set for _HANDLER routes
 
 
 class Supervisor:
@@ -242,7 +246,7 @@ class Supervisor:
                 reply.error(ctx, n, errno.EPERM)
                 return
             if kind is _HANDLER:
-                route.handler(n, name)  # type: ignore[misc]  # set for every _HANDLER route
+                route.handler(n, name)  # supervise/handlers.py
                 return
             if kind is _PATHS:
                 if lane_fd != _LANE_NOT_TRIED:
