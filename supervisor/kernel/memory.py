@@ -6,7 +6,7 @@ before and after the read (inside one C call, ``sv_read_*_checked``): if it is s
 the read, the thread was alive throughout, so the tid was not reused and the bytes came from the
 process that made the syscall. The bytes are still untrusted input: the target may change them
 the moment we have read them, which is why allows never resume a syscall whose pointer arguments
-were inspected (see ``supervisor.supervise.loop``).
+were inspected (see ``supervisor.supervise.act``).
 """
 
 from __future__ import annotations

@@ -177,3 +177,31 @@ def exe_identity(pid: int) -> tuple[int, int]:
     """(st_dev, st_ino) of the executable of ``pid`` (/proc/PID/exe)."""
     st = os.stat(f"/proc/{int(pid)}/exe")
     return st.st_dev, st.st_ino
+
+
+# A process's own executable as a path in ITS view (resolved by the target's resolver, which
+# turns /proc/self into the process's /proc/PID): where an exec landed.
+SELF_EXE = b"/proc/self/exe"
+
+
+def reopen(fd: int, flags: int) -> int:
+    """A new open file for what our ``fd`` (an O_PATH one, say) refers to, through
+    /proc/self/fd/N (checked again by the kernel with ``flags``)."""
+    return os.open(f"/proc/self/fd/{int(fd)}", flags | os.O_CLOEXEC)
+
+
+def open_netns(pid: int) -> int:
+    """An fd on the network namespace of ``pid`` (for setns)."""
+    return os.open(f"/proc/{int(pid)}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def open_own_netns() -> int:
+    """An fd on the calling THREAD's network namespace (a namespace is per thread)."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def own_netns_identity() -> tuple[int, int]:
+    """(st_dev, st_ino) of the calling thread's network namespace; compare an ``open_netns``
+    fd's fstat with it."""
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino

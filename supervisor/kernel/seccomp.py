@@ -14,7 +14,7 @@ What this module relies on (seccomp_unotify(2), kernel/seccomp.c, checked on Lin
 * ``SEND`` fails with ENOENT in the same cases: not an error of ours, the target went away or a
   signal interrupted the syscall (with SA_RESTART it is restarted and notified again).
 * ``SECCOMP_USER_NOTIF_FLAG_CONTINUE`` resumes the syscall as issued. It is only safe when the
-  decision did not depend on memory the target can still change; see ``supervisor.supervise.loop``.
+  decision did not depend on memory the target can still change; see ``supervisor.supervise.act``.
 * ``ADDFD`` installs an fd in the target. We do NOT use ``SECCOMP_ADDFD_FLAG_SEND`` (install and
   answer in one step): the kernel marks the notification answered before the target has taken
   the fd, and when the supervisor's wait for that is interrupted (a stop: SIGSTOP, a debugger,
@@ -143,7 +143,7 @@ class ListenerFd:
     def next_notification(self, lane: Any = None) -> Notification | Readiness:
         """readiness() and recv() in one C call, for the loop: a Notification, IDLE, GONE, or
         PENDING when one vanished before we took it (its target was killed): look again.
-        With a ``struct sv_lane`` (supervise.loop), the same call also reads and resolves the
+        With a ``struct sv_lane`` (kernel.lane), the same call also reads and resolves the
         path of a syscall the lane has a route for (see sv_lane_next)."""
         if lane is None:
             ret = lib.sv_notif_poll_recv(self.fileno(), self._notif)

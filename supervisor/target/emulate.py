@@ -63,7 +63,7 @@ class _Fs(threading.local):
 _fs = _Fs()
 
 
-def _own_fs() -> None:
+def own_fs() -> None:
     """Give the calling thread its own umask (once): the umask is per fs_struct, shared by all
     threads of the supervisor until one unshares it."""
     if not _fs.own:
@@ -137,7 +137,7 @@ class PreparedOpen:
 
     def _create(self, name: str, flags: int, dirfd: int) -> int:
         flags = (flags & ~os.O_CLOEXEC) | os.O_CLOEXEC | os.O_NOCTTY
-        _own_fs()
+        own_fs()
         with as_creds(self._creds):
             old = os.umask(self._creds.umask)
             try:

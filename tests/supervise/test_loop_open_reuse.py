@@ -58,7 +58,7 @@ async def test_no_open_for_a_thread_gone_after_resolution(tmp_path: Path) -> Non
     launched = launch([sys.executable, "-S", "-c", script], build_filter(plan_filter(policy)))
     sup = Supervisor(launched.listener, policy)
     hook = _KillAfterResolving(os.fsencode(victim), launched.pidfd, launched.pid)
-    sup._resolver = hook
+    sup.context.resolver = hook
     with trio.fail_after(30):
         await sup.run()
     launched.listener.close()
