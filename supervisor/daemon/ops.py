@@ -1,22 +1,18 @@
-"""The operations of the control protocol: ONE table, ``OPS``, from op name to its handler.
+"""The operations of the control protocol: ONE table, ``OPS``, from op name to its handler,
+and the handlers of the core ops (docs/control-protocol.md lists them all).
 
-A handler gets the daemon (as the ``Host`` below: what an op may use of it) and the ``Call``
-(the connection, its nursery, the parsed request and the fds that came with it) and returns the
-``result`` of the answer, or raises ``RequestError`` (an error answer, the connection stays) or
-``ProtocolError`` (the connection is closed). Only ops marked ``takes_fd`` may carry fds; a
-handler owns the fds it is given and closes what it does not keep.
+A handler (its shape is ``daemon.call``'s) gets the daemon as a ``Host`` and the ``Call`` and
+returns the ``result`` of the answer, or raises ``RequestError`` (an error answer, the
+connection stays) or ``ProtocolError`` (the connection is closed). Only ops marked
+``takes_fd`` may carry fds; a handler owns the fds it is given and closes what it does not keep.
 
 A new front end's ops (an OCI agent's, a console's) are handlers of the same shape in their own
-module under daemon/, added to ``OPS`` here; docs/control-protocol.md lists every op.
+module under daemon/ (importing ``daemon.call``, not this module), listed in ``OPS`` here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-import trio
+from typing import Any
 
 from supervisor.daemon.admission import (
     check_target_pid,
@@ -24,47 +20,8 @@ from supervisor.daemon.admission import (
     served_as,
     validate_metadata,
 )
-from supervisor.daemon.connection import Connection
-from supervisor.daemon.policies import PolicyStore
+from supervisor.daemon.call import Call, Host, Op
 from supervisor.daemon.protocol import ProtocolError, RequestError, close_fds
-from supervisor.daemon.targets import Target
-
-
-class Host(Protocol):
-    """What the ops use of the daemon (``daemon.server.Daemon``)."""
-
-    policies: PolicyStore
-    targets: dict[int, Target]
-    log: Any
-
-    def status(self) -> dict[str, Any]: ...
-
-    def reload(self) -> dict[str, Any]: ...
-
-    def add_target(
-        self,
-        fd: int,
-        metadata: dict[str, Any],
-        *,
-        recovered: bool = False,
-        peer: dict[str, int] | None = None,
-    ) -> Target: ...
-
-    def subscribe(self, conn: Connection, nursery: trio.Nursery) -> dict[str, Any]: ...
-
-
-@dataclass
-class Call:
-    conn: Connection
-    nursery: trio.Nursery  # the connection's: tasks started here end with it
-    request: dict[str, Any]
-    fds: list[int]
-
-
-@dataclass(frozen=True)
-class Op:
-    handler: Callable[[Host, Call], dict[str, Any]]
-    takes_fd: bool = False
 
 
 def op_status(host: Host, call: Call) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import trio
 from supervisor import __version__
 from supervisor.daemon import protocol as control
 from supervisor.daemon.admission import is_listener, validate_metadata
+from supervisor.daemon.call import Call
 from supervisor.daemon.connection import (
     Connection,
     Drop,
@@ -52,7 +53,7 @@ from supervisor.daemon.connection import (
     peer_credentials,
     send_now,
 )
-from supervisor.daemon.ops import Call, op_for
+from supervisor.daemon.ops import op_for
 from supervisor.daemon.policies import PolicyStore
 from supervisor.daemon.protocol import ProtocolError, RequestError
 from supervisor.daemon.targets import DaemonHooks, Target, TargetLog

@@ -128,7 +128,7 @@ async def test_a_bug_serving_one_connection_closes_only_that_one(
     log = _Log()
     daemon = Daemon(DaemonConfig(control=path), open_control_socket(path), log=log)
 
-    def buggy_ps(host: Any, call: ops.Call) -> dict[str, Any]:
+    def buggy_ps(host: Any, call: Any) -> dict[str, Any]:
         raise RuntimeError("a bug in ps")
 
     monkeypatch.setitem(ops.OPS, "ps", ops.Op(buggy_ps))
