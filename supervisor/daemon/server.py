@@ -342,6 +342,16 @@ class Daemon:
                 conn.dropped = "subscriber too slow: event queue full"
                 conn.scope.cancel()
 
+    def subscribe(self, conn: Connection, nursery: trio.Nursery) -> dict[str, Any]:
+        """Events for ``conn`` from now on, written by a task in its ``nursery``."""
+        if conn.events is None:
+            send, receive = trio.open_memory_channel[dict[str, Any]](self.config.subscriber_queue)
+            conn.events = send
+            conn.held = True
+            self._subscribers.add(conn)
+            nursery.start_soon(conn.write_events, receive, self.config.write_timeout)
+        return {"subscribed": True, "queue": self.config.subscriber_queue}
+
     # -- the control socket ------------------------------------------------------------------
     async def _accept(self, listen: trio.socket.SocketType, conns: trio.Nursery) -> None:
         while True:
@@ -441,16 +451,6 @@ class Daemon:
         finally:
             control.close_fds(fds)
         await conn.send(control.ok(req["id"], result), self.config.write_timeout)
-
-    def subscribe(self, conn: Connection, nursery: trio.Nursery) -> dict[str, Any]:
-        """Events for ``conn`` from now on, written by a task in its ``nursery``."""
-        if conn.events is None:
-            send, receive = trio.open_memory_channel[dict[str, Any]](self.config.subscriber_queue)
-            conn.events = send
-            conn.held = True
-            self._subscribers.add(conn)
-            nursery.start_soon(conn.write_events, receive, self.config.write_timeout)
-        return {"subscribed": True, "queue": self.config.subscriber_queue}
 
 
 async def _nursery_holder(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
