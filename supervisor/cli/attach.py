@@ -23,8 +23,16 @@ from typing import Any
 
 import trio
 
-from supervisor.cli import main as cli
-from supervisor.daemon.protocol import Client, DaemonError, DaemonUnavailable
+from supervisor.cli.child import (
+    block_relayed_signals,
+    close_launched,
+    fail,
+    ignore_terminal_signals,
+    relay_signals,
+    report_exec_failure,
+    wait_child,
+)
+from supervisor.daemon.client import Client, DaemonError, DaemonUnavailable
 from supervisor.kernel.filter import FilterError, build_filter
 from supervisor.policy import PolicyError, parse_policy, plan_filter
 from supervisor.target.launch import Launched, LaunchError, launch
@@ -36,7 +44,7 @@ BACKOFF_MAX = 2.0
 
 def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any) -> int:
     if os.sep in policy_name or policy_name.endswith(".toml"):
-        return cli._fail(
+        return fail(
             f"run --daemon: -p takes a policy name the daemon knows, not a file ({policy_name!r})"
         )
     try:
@@ -46,19 +54,19 @@ def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any)
         program = build_filter(plan_filter(policy))
         client = Client(control)
     except DaemonUnavailable as e:
-        return cli._fail(f"the daemon is not running: {e}")
+        return fail(f"the daemon is not running: {e}")
     except DaemonError as e:
-        return cli._fail(f"the daemon refused: {e}")
+        return fail(f"the daemon refused: {e}")
     except (PolicyError, KeyError) as e:
-        return cli._fail(f"policy error: {e}")
+        return fail(f"policy error: {e}")
     except (FilterError, OSError) as e:
-        return cli._fail(str(e))
-    cli.block_relayed_signals()
+        return fail(str(e))
+    block_relayed_signals()
     try:
         launched = launch(command, program, wait_killable=False)
     except LaunchError as e:
         client.close()
-        return cli._fail(str(e), e.exit_code)
+        return fail(str(e), e.exit_code)
     meta = {
         "policy": policy_name,
         "pid": launched.pid,
@@ -71,23 +79,15 @@ def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any)
     except (DaemonUnavailable, DaemonError) as e:
         os.kill(launched.pid, signal.SIGKILL)
         os.waitpid(launched.pid, 0)
-        _close(launched)
+        close_launched(launched)
         client.close()
-        return cli._fail(f"cannot hand the target to the daemon: {e}")
-    for sig in cli.TERMINAL_SIGNALS:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, signal.SIG_IGN)
+        return fail(f"cannot hand the target to the daemon: {e}")
+    ignore_terminal_signals()
     log.info(
         "target.started", pid=launched.pid, command=command, policy=policy_name, daemon=control
     )
     log.info("daemon.attached", target=result.get("target"))
     return trio.run(_watch, launched, client, control, meta, command, log)
-
-
-def _close(launched: Launched) -> None:
-    launched.listener.close()
-    os.close(launched.pidfd)
-    os.close(launched.exec_status_fd)
 
 
 async def _watch(
@@ -102,10 +102,10 @@ async def _watch(
     holder = [client]
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(cli._relay_signals, launched.pidfd)
-            nursery.start_soon(cli._report_exec_failure, launched.exec_status_fd, command)
+            nursery.start_soon(relay_signals, launched.pidfd)
+            nursery.start_soon(report_exec_failure, launched.exec_status_fd, command)
             nursery.start_soon(_keep_attached, holder, launched, control, meta, log, status)
-            await cli._wait_child(launched, status)
+            await wait_child(launched, status)
             # Done once every process of the filter is gone (the listener hangs up).
             poller = select.poll()
             poller.register(launched.listener.fileno(), select.POLLHUP)
@@ -114,7 +114,7 @@ async def _watch(
             nursery.cancel_scope.cancel()
     finally:
         holder[0].close()
-        _close(launched)
+        close_launched(launched)
     log.info("target.exited", pid=launched.pid, status=status[0])
     return status[0]
 

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from supervisor.daemon import protocol as control
+from supervisor.daemon import client
+from supervisor.daemon.protocol import DEFAULT_CONTROL
+from supervisor.daemon.server import DaemonConfig, serve
+from supervisor.daemon.systemd import daemon_integration
 
 EXIT_NO_DAEMON = 3  # status/ps/reload: no daemon answers at the control socket
 EXIT_ERROR = 1
@@ -58,23 +61,19 @@ def add_commands(sub: Any) -> None:
 def _control_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--control",
-        default=control.DEFAULT_CONTROL,
+        default=DEFAULT_CONTROL,
         metavar="PATH",
-        help=f"the daemon's control socket (default {control.DEFAULT_CONTROL})",
+        help=f"the daemon's control socket (default {DEFAULT_CONTROL})",
     )
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from supervisor.daemon.server import DaemonConfig, serve
-
     config = DaemonConfig(
         control=args.control,
         policy_dirs=list(args.policy_dir),
         group=args.group,
         client_timeout=args.client_timeout,
     )
-    from supervisor.daemon.systemd import daemon_integration
-
     sd = daemon_integration()  # no-op unless started by systemd (or systemd-socket-activate)
     try:
         serve(config, control_socket=sd.control_socket, hooks=sd.hooks(), recovered=sd.recovered)
@@ -86,11 +85,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def _ask(args: argparse.Namespace, op: str) -> dict[str, Any] | int:
     try:
-        return control.request(args.control, op)
-    except control.DaemonUnavailable as e:
+        return client.request(args.control, op)
+    except client.DaemonUnavailable as e:
         print(f"seccomp-supervisor: the daemon is not running: {e}", file=sys.stderr)
         return EXIT_NO_DAEMON
-    except control.DaemonError as e:
+    except client.DaemonError as e:
         print(f"seccomp-supervisor: {op}: {e}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -2,9 +2,10 @@
 
 Specified in docs/control-protocol.md.
 
-This module holds what both ends share and the blocking client the CLI (`status`, `ps`,
-`reload`, `run --daemon`) uses. It imports no event loop: the daemon's trio side lives in
-``supervisor.daemon.server``.
+This module is the wire both ends share: the framing limits, the error types, encoding and
+parsing of lines. It imports no event loop: the blocking client is ``supervisor.daemon.client``,
+the daemon's trio side ``supervisor.daemon.connection`` (reading and writing lines) and
+``supervisor.daemon.ops`` (the table of operations, the one place that knows each op).
 
 Requests are one JSON object per line, ``{"v": 1, "id": N, "op": "...", ...}``; answers carry the
 same ``id``: ``{"v": 1, "id": N, "ok": true, "result": {...}}`` or ``{"v": 1, "id": N, "ok":
@@ -15,18 +16,15 @@ byte of its ``attach`` line.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import json
 import os
-import socket
 from typing import Any
 
 VERSION = 1
 DEFAULT_CONTROL = "/run/seccomp-supervisor/control.sock"
 MAX_LINE = 64 * 1024  # a request line longer than this closes the connection
 MAX_REPLY = 16 * 1024 * 1024  # what a client accepts from the daemon
-OPS = ("attach", "list", "ps", "show", "reload", "status", "subscribe", "policy")
 
 
 class ProtocolError(Exception):
@@ -79,97 +77,6 @@ def ok(rid: int, result: dict[str, Any]) -> dict[str, Any]:
 
 def error(rid: int | None, code: str, message: str) -> dict[str, Any]:
     return {"v": VERSION, "id": rid, "ok": False, "error": {"code": code, "message": message}}
-
-
-# -- the blocking client ---------------------------------------------------------------------
-class DaemonUnavailable(Exception):
-    """No daemon answers at the control socket (absent, refused, or it hung up)."""
-
-
-class DaemonError(Exception):
-    """The daemon answered with an error."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-
-
-class Client:
-    """One connection to the daemon. Requests are answered in order."""
-
-    def __init__(self, path: str, *, timeout: float | None = 10.0) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError as e:
-            self.sock.close()
-            raise DaemonUnavailable(f"no daemon at {path}: {e.strerror or e}") from None
-        self._buf = b""
-        self._next_id = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def request(self, op: str, *, fd: int | None = None, **fields: Any) -> dict[str, Any]:
-        """Send one request (with ``fd`` over SCM_RIGHTS); the ``result`` of its answer."""
-        self._next_id += 1
-        rid = self._next_id
-        data = encode({"v": VERSION, "id": rid, "op": op, **fields})
-        try:
-            if fd is None:
-                self.sock.sendall(data)
-            else:
-                fds = array.array("i", [fd])
-                sent = self.sock.sendmsg(
-                    [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())]
-                )
-                self.sock.sendall(data[sent:])
-            while True:
-                answer = self.read_message()
-                if answer.get("id") == rid or "event" not in answer:
-                    break
-        except (OSError, ValueError) as e:
-            raise DaemonUnavailable(f"the daemon at {self.path} hung up: {e}") from None
-        if not answer.get("ok"):
-            err = answer.get("error") or {}
-            raise DaemonError(str(err.get("code", "error")), str(err.get("message", "")))
-        result = answer.get("result")
-        return result if isinstance(result, dict) else {}
-
-    def read_message(self) -> dict[str, Any]:
-        """The next JSON line from the daemon (an answer or an event)."""
-        while b"\n" not in self._buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ValueError("connection closed")
-            self._buf += chunk
-            if len(self._buf) > MAX_REPLY:
-                raise ValueError("answer too long")
-        line, self._buf = self._buf.split(b"\n", 1)
-        try:
-            obj = json.loads(line)
-        except RecursionError:
-            raise ValueError("answer nested too deeply") from None
-        if not isinstance(obj, dict):
-            raise ValueError("not a JSON object")
-        return obj
-
-
-def request(path: str, op: str, **fields: Any) -> dict[str, Any]:
-    """Connect, ask once, close."""
-    with Client(path) as client:
-        return client.request(op, **fields)
 
 
 def close_fds(fds: list[int]) -> None:

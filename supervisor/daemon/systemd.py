@@ -15,10 +15,11 @@ protocol (sd_notify(3), sd_listen_fds(3), systemd.service(5)):
   argv, uid, id, session, the process's start time). A copy of a listener in the store keeps
   the target's notified syscalls *waiting* while the daemon is down (never allowed, never
   failed), and hands the target back at the next start. ``FDSTOREREMOVE=1`` drops both names
-  when the target is gone.
+  when the target is gone. The names and the metadata memfd are ``daemon.fdstore``'s.
 * **Socket activation and recovery**: systemd passes fds from 3 on with ``$LISTEN_FDS``,
   ``$LISTEN_PID`` and ``$LISTEN_FDNAMES`` — the control socket (``FileDescriptorName=control``)
-  and, after a restart, everything in the fd store with its FDNAME. :func:`recover` splits them.
+  and, after a restart, everything in the fd store with its FDNAME. ``fdstore.recover`` splits
+  them.
   A recovered target's tree is kicked (``target.recover``) once its pid is checked against
   the stored start time: a notification the dead daemon had received is never delivered again.
 
@@ -27,33 +28,31 @@ Sending never raises: the daemon must not go down because its service manager we
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
-import secrets
 import socket
-import stat
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 import trio
 
+from supervisor.daemon.fdstore import (
+    LISTENER_PREFIX,
+    META_PREFIX,
+    Recovered,
+    metadata_memfd,
+    new_store_key,
+    recover,
+)
+from supervisor.daemon.targets import DaemonHooks, Target
 from supervisor.kernel import proc
-
-if TYPE_CHECKING:
-    from supervisor.daemon.server import Daemon, DaemonHooks, Target
+from supervisor.target.recover import kick
 
 SD_LISTEN_FDS_START = 3
-LISTENER_PREFIX = "listener-"
-META_PREFIX = "meta-"
-CONTROL_NAME = "control"
 # Fd names: at most 255 printable ASCII characters without ':' (systemd's fdname_is_valid).
 _FDNAME_OK = re.compile(r"[A-Za-z0-9_.@+-]{1,200}")
-_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-MAX_META_BYTES = 1 << 20
 
 log = structlog.get_logger("seccomp-supervisor.daemon.systemd")
 
@@ -159,12 +158,6 @@ class Notifier:
         return self.fdstore_remove(LISTENER_PREFIX + key) & self.fdstore_remove(META_PREFIX + key)
 
 
-def new_store_key(metadata: Mapping[str, Any]) -> str:
-    """A name for a target in the fd store, unique across daemon restarts (ids restart at 1)."""
-    pid = metadata.get("pid")
-    return f"{pid if isinstance(pid, int) else 0}-{secrets.token_hex(4)}"
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -176,37 +169,6 @@ def _check_fdname(name: str) -> None:
 
 def _fd_array(fds: Sequence[int]) -> bytes:
     return b"".join(int(fd).to_bytes(4, "little", signed=True) for fd in fds)
-
-
-# -- metadata in a sealed memfd -----------------------------------------------------------------
-def metadata_memfd(metadata: Mapping[str, Any]) -> int:
-    """A memfd holding ``metadata`` as JSON, sealed so nobody holding it can change it."""
-    data = json.dumps(dict(metadata), sort_keys=True).encode()
-    fd = os.memfd_create("seccomp-supervisor-target", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def read_metadata(fd: int) -> dict[str, Any]:
-    """The JSON object in a metadata memfd (ValueError when it is not one)."""
-    size = os.fstat(fd).st_size
-    if size > MAX_META_BYTES:
-        raise ValueError(f"metadata of {size} bytes")
-    data = os.pread(fd, size, 0)
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise ValueError("metadata nested too deeply") from None
-    if not isinstance(value, dict):
-        raise ValueError("metadata is not a JSON object")
-    return value
 
 
 # -- watchdog -----------------------------------------------------------------------------------
@@ -267,103 +229,6 @@ def listen_fds(
     return list(zip(fds, names, strict=True))
 
 
-@dataclass
-class StoredTarget:
-    """A target recovered from the fd store: its listener fd (ours to close) and metadata."""
-
-    key: str
-    listener_fd: int
-    metadata: dict[str, Any]
-
-
-@dataclass
-class Recovered:
-    """What the service manager handed us at start-up, sorted out."""
-
-    control: socket.socket | None = None
-    targets: list[StoredTarget] = field(default_factory=list)
-    # (fd, name) of what could not be used; already closed, listed for the log.
-    discarded: list[tuple[int, str, str]] = field(default_factory=list)
-
-
-def _is_listening_unix_stream(fd: int) -> bool:
-    try:
-        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-            return False
-        s = socket.socket(fileno=fd)
-        try:
-            return (
-                s.family == socket.AF_UNIX
-                and s.type == socket.SOCK_STREAM
-                and s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
-            )
-        finally:
-            s.detach()
-    except OSError:
-        return False
-
-
-def recover(fds: Sequence[tuple[int, str]]) -> Recovered:
-    """Split passed fds into the control socket and stored targets (listener + metadata pairs).
-
-    The control socket is the fd named ``control`` or, when the activator gave no such name
-    (``systemd-socket-activate`` without ``--fdname``), the first listening AF_UNIX stream
-    socket. A listener without readable metadata, metadata without a listener, and anything else
-    are closed and reported in ``discarded``: a target whose policy is unknown cannot be
-    supervised (closing its listener fails its notified syscalls with ENOSYS, closed not open,
-    unless its `run` still holds a copy and hands it over again).
-    """
-    out = Recovered()
-    listeners: dict[str, int] = {}
-    metas: dict[str, int] = {}
-    rest: list[tuple[int, str]] = []
-    for fd, name in fds:
-        if name.startswith(LISTENER_PREFIX) and name != LISTENER_PREFIX:
-            key = name[len(LISTENER_PREFIX) :]
-            if key in listeners:
-                out.discarded.append((fd, name, "duplicate"))
-                os.close(fd)
-            else:
-                listeners[key] = fd
-        elif name.startswith(META_PREFIX) and name != META_PREFIX:
-            key = name[len(META_PREFIX) :]
-            if key in metas:
-                out.discarded.append((fd, name, "duplicate"))
-                os.close(fd)
-            else:
-                metas[key] = fd
-        else:
-            rest.append((fd, name))
-    named = [(fd, n) for fd, n in rest if n == CONTROL_NAME and _is_listening_unix_stream(fd)]
-    unnamed = [(fd, n) for fd, n in rest if _is_listening_unix_stream(fd)]
-    chosen = (named or unnamed)[0][0] if named or unnamed else -1
-    for fd, name in rest:
-        if fd == chosen:
-            out.control = socket.socket(fileno=fd)
-        else:
-            out.discarded.append((fd, name, "not a control socket or a stored target"))
-            os.close(fd)
-    for key, fd in sorted(listeners.items()):
-        meta_fd = metas.pop(key, None)
-        if meta_fd is None:
-            out.discarded.append((fd, LISTENER_PREFIX + key, "no metadata"))
-            os.close(fd)
-            continue
-        try:
-            metadata = read_metadata(meta_fd)
-        except (OSError, ValueError) as e:
-            out.discarded.append((fd, LISTENER_PREFIX + key, f"bad metadata: {e}"))
-            os.close(fd)
-            continue
-        finally:
-            os.close(meta_fd)
-        out.targets.append(StoredTarget(key, fd, metadata))
-    for key, fd in sorted(metas.items()):
-        out.discarded.append((fd, META_PREFIX + key, "no listener"))
-        os.close(fd)
-    return out
-
-
 def recover_from_environ(
     notifier: Notifier | None = None, environ: MutableMapping[str, str] | None = None
 ) -> Recovered:
@@ -401,8 +266,6 @@ class DaemonIntegration:
     keys: dict[int, str] = field(default_factory=dict)
 
     def hooks(self) -> DaemonHooks:
-        from supervisor.daemon.server import DaemonHooks
-
         return DaemonHooks(
             ready=self._ready,
             targets_changed=self._targets_changed,
@@ -411,10 +274,10 @@ class DaemonIntegration:
             stopping=self._stopping,
         )
 
-    def _ready(self, daemon: Daemon) -> None:
+    def _ready(self, targets: int) -> None:
         if self.watchdog_usec is not None and self.notifier.enabled:
             trio.lowlevel.spawn_system_task(run_watchdog, self.notifier, self.watchdog_usec)
-        self.notifier.ready(status=status_text(len(daemon.targets)))
+        self.notifier.ready(status=status_text(targets))
         # A recovered listener the daemon did not take back (policy gone, ...) was closed: drop
         # its pieces from the store, or systemd would keep its target waiting forever.
         for key in self.recovered_keys.values():
@@ -454,11 +317,9 @@ class DaemonIntegration:
             self.notifier.remove_target(key)
 
 
-def _kick_if_same(pid: int, start_time: int | None) -> list[int] | None:
+def kick_if_same(pid: int, start_time: int | None) -> list[int] | None:
     """Kick the tree of ``pid`` if it still names the process recorded at attach (checked just
     before the signals, in the same thread), else None."""
-    from supervisor.target.recover import kick
-
     if start_time is None or proc.start_time(pid) != start_time:
         return None
     return kick(pid)
@@ -466,7 +327,7 @@ def _kick_if_same(pid: int, start_time: int | None) -> list[int] | None:
 
 async def _kick_recovered(pid: int, start_time: int | None) -> None:
     try:
-        kicked = await trio.to_thread.run_sync(_kick_if_same, pid, start_time)
+        kicked = await trio.to_thread.run_sync(kick_if_same, pid, start_time)
     except Exception as e:  # a system task must not raise
         log.error("systemd.kick_failed", pid=pid, error=str(e))
         return

@@ -93,6 +93,12 @@ def comm(tid: int) -> str:
         return "?"
 
 
+def own_fd_link(fd: int) -> str:
+    """What the calling process's fd ``fd`` is, as /proc/self/fd/N names it (a path, or
+    ``anon_inode:...``, ``socket:[N]``, ...)."""
+    return os.readlink(f"/proc/self/fd/{int(fd)}")
+
+
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, names one process.
     None when there is no such process."""

@@ -149,11 +149,11 @@ def test_the_kick_skips_a_pid_that_names_another_process() -> None:
     try:
         start = proc_facts.start_time(proc.pid)
         assert start is not None
-        assert systemd._kick_if_same(proc.pid, start + 1) is None
-        assert systemd._kick_if_same(proc.pid, None) is None
+        assert systemd.kick_if_same(proc.pid, start + 1) is None
+        assert systemd.kick_if_same(proc.pid, None) is None
         # Never stopped and continued: the parent would see the continue with WCONTINUED.
         assert os.waitpid(proc.pid, os.WCONTINUED | os.WNOHANG) == (0, 0)
-        assert systemd._kick_if_same(proc.pid, start) == [proc.pid]
+        assert systemd.kick_if_same(proc.pid, start) == [proc.pid]
         waited, raw = os.waitpid(proc.pid, os.WCONTINUED | os.WNOHANG)
         assert waited == proc.pid and os.WIFCONTINUED(raw)
     finally:

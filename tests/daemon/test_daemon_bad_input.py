@@ -12,9 +12,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
-from supervisor.daemon import protocol as control
+from supervisor.daemon import ops
+from supervisor.daemon.client import Client, DaemonError
 from supervisor.daemon.server import Daemon, DaemonConfig, open_control_socket
 from tests.helpers.daemon import RunClient, running_daemon
 from tests.helpers.run import HARMLESS, SECRET, SUPERVISOR, Files, deny_list
@@ -37,7 +39,7 @@ def _ask(path: str, data: bytes) -> list[dict[str, Any]]:
 
 def test_deeply_nested_json_closes_only_that_connection(tmp_path: Path) -> None:
     with running_daemon(tmp_path) as daemon:
-        keeper = control.Client(daemon.control)
+        keeper = Client(daemon.control)
         keeper.request("subscribe")  # another client, connected throughout
         for data in (
             b"[" * 2000 + b"\n",
@@ -116,32 +118,31 @@ class _Log:
         return emit
 
 
-async def test_a_bug_serving_one_connection_closes_only_that_one(tmp_path: Path) -> None:
+async def test_a_bug_serving_one_connection_closes_only_that_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The last resort in _serve_connection: an exception nothing else handles (here a broken
-    ``ps``) is logged with the peer, answered ``internal_error``, and only that connection
-    closes."""
+    ``ps`` in the op table) is logged with the peer, answered ``internal_error``, and only that
+    connection closes."""
     path = str(tmp_path / "control.sock")
     log = _Log()
     daemon = Daemon(DaemonConfig(control=path), open_control_socket(path), log=log)
-    real_dispatch = daemon._dispatch
 
-    def buggy_dispatch(conn: Any, nursery: Any, req: dict[str, Any], fds: list[int]) -> Any:
-        if req["op"] == "ps":
-            raise RuntimeError("a bug in ps")
-        return real_dispatch(conn, nursery, req, fds)
+    def buggy_ps(host: Any, call: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug in ps")
 
-    daemon._dispatch = buggy_dispatch  # type: ignore[method-assign]
+    monkeypatch.setitem(ops.OPS, "ps", ops.Op(buggy_ps))
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        other = await trio.to_thread.run_sync(control.Client, path)
-        victim = await trio.to_thread.run_sync(control.Client, path)
+        other = await trio.to_thread.run_sync(Client, path)
+        victim = await trio.to_thread.run_sync(Client, path)
         try:
             assert (await trio.to_thread.run_sync(other.request, "status"))["clients"] == 2
 
             def ask_ps() -> str:
                 try:
                     victim.request("ps")
-                except control.DaemonError as e:
+                except DaemonError as e:
                     return e.code
                 return "answered"
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.daemon import protocol as control
+from supervisor.daemon.client import Client, DaemonError
+from supervisor.daemon.protocol import MAX_LINE
 from tests.helpers.daemon import DaemonProcess, RunClient, running_daemon
 from tests.helpers.run import HARMLESS, SECRET, SUPERVISOR, Files, deny_list
 
@@ -87,8 +88,8 @@ def test_socket_mode_and_status_ps_show(tmp_path: Path, files: Files) -> None:
         assert detached["denied"] >= 1 and detached["notifications"] >= detached["allowed"]
         status_json = json.loads(cli(daemon, "status", "--json").stdout)
         assert status_json["totals"]["denied"] >= 1 and status_json["totals"]["targets"] == 1
-        with control.Client(daemon.control) as c:
-            with pytest.raises(control.DaemonError) as e:
+        with Client(daemon.control) as c:
+            with pytest.raises(DaemonError) as e:
                 c.request("show", target=999)
             assert e.value.code == "not_found"
             assert c.request("status")["clients"] >= 1  # the connection survived the error
@@ -194,14 +195,14 @@ def test_attach_refuses_what_is_not_a_listener_and_closes_the_fds(tmp_path: Path
 
 def test_bad_input_closes_only_that_connection(tmp_path: Path) -> None:
     with running_daemon(tmp_path, "--client-timeout", "1") as daemon:
-        keeper = control.Client(daemon.control)
+        keeper = Client(daemon.control)
         keeper.request("subscribe")  # held: no idle timeout
         cases = [
             (b"garbage\n", "bad_json"),
             (b"[1,2]\n", "bad_request"),
             (b'{"v":2,"id":1,"op":"status"}\n', "unsupported_version"),
             (b'{"v":1,"op":"status"}\n', "bad_request"),
-            (b"x" * (control.MAX_LINE + 10), "line_too_long"),
+            (b"x" * (MAX_LINE + 10), "line_too_long"),
             (b'{"v":1,"id":1,"op":"sta', "timeout"),  # a peer that stalls mid-line
             (b"", "timeout"),  # a peer that connects and says nothing
         ]
@@ -216,8 +217,8 @@ def test_bad_input_closes_only_that_connection(tmp_path: Path) -> None:
         s.sendall(b'{"v":1,')
         s.close()
         # An unknown op is an error answer; the connection stays.
-        with control.Client(daemon.control) as c:
-            with pytest.raises(control.DaemonError):
+        with Client(daemon.control) as c:
+            with pytest.raises(DaemonError):
                 c.request("frobnicate")
             assert c.request("status")
         assert keeper.request("status")["targets"] == 0
@@ -268,7 +269,7 @@ def _as_nobody(path: str) -> dict[str, Any]:
 def test_subscribers_get_events_and_a_slow_one_is_dropped(tmp_path: Path, files: Files) -> None:
     with running_daemon(tmp_path) as daemon:
         policy = daemon.policy("p", deny_list(f"{files.dir}/nope-*", name="p"))
-        fast = control.Client(daemon.control, timeout=None)
+        fast = Client(daemon.control, timeout=None)
         fast.request("subscribe")
         events: list[dict[str, Any]] = []
 
@@ -314,7 +315,7 @@ def test_sigterm_is_bounded_and_leaves_no_socket(tmp_path: Path, files: Files) -
         run = RunClient(daemon, policy, gated_target(files, gate, files.allowed))
         wait_until(lambda: daemon.request("ps")["targets"], what="target attached")
         idle = raw_connect(daemon)
-        sub = control.Client(daemon.control)
+        sub = Client(daemon.control)
         sub.request("subscribe")
         start = time.monotonic()
         assert daemon.stop(signal.SIGTERM, timeout=10) == 0

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.daemon import protocol as control
+from supervisor.daemon.ops import OPS as KNOWN_OPS
 from tests.helpers.daemon import DaemonProcess, running_daemon
 
-OPS = [*control.OPS, "frobnicate", ""]
+OPS = [*KNOWN_OPS, "frobnicate", ""]
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
     json_scalars,

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from supervisor.cli.main import policy_dirs
+from supervisor.policy_path import policy_dirs
 from tests.helpers.daemon import RunClient, running_daemon
 from tests.helpers.run import HARMLESS, SECRET, Files, deny_list
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.daemon import protocol as control
+from supervisor.daemon.client import DaemonUnavailable, request
 from tests.helpers.run import SUPERVISOR, parse_log
 
 
@@ -46,8 +46,8 @@ class DaemonProcess:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while True:
-            with contextlib.suppress(control.DaemonUnavailable):
-                control.request(self.control, "status")
+            with contextlib.suppress(DaemonUnavailable):
+                request(self.control, "status")
                 return
             if self.proc.poll() is not None:
                 pytest.fail(f"the daemon exited with {self.proc.returncode}\n{self.log_text()}")
@@ -61,7 +61,7 @@ class DaemonProcess:
         return self.proc.pid
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        return control.request(self.control, op, **fields)
+        return request(self.control, op, **fields)
 
     def send(self, sig: int) -> None:
         assert self.proc is not None

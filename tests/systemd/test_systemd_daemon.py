@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cli.main import find_policy
-from supervisor.daemon import protocol as control
+from supervisor.daemon.client import Client, request
 from supervisor.kernel.filter import build_filter
 from supervisor.policy import load_policy, plan_filter
+from supervisor.policy_path import find_policy
 from supervisor.target.launch import launch
 from tests.helpers.run import SUPERVISOR
 from tests.helpers.systemd import NotifySocket
@@ -130,7 +130,7 @@ def test_notify_messages_of_the_daemon(service: Service) -> None:
     fields, _ = service.notify.wait_for("READY", timeout=20)
     assert fields == {"READY": "1", "STATUS": "supervising 0 targets"}
     # READY=1 means the control socket accepts.
-    assert control.request(service.control, "status")["targets"] == 0
+    assert request(service.control, "status")["targets"] == 0
     t0 = time.monotonic()
     service.notify.wait_for("WATCHDOG", "1", timeout=2)
     service.notify.wait_for("WATCHDOG", "1", timeout=2)
@@ -182,7 +182,7 @@ def test_restart_takes_targets_back_from_the_fd_store(service: Service) -> None:
         for fd, _ in stored:
             os.close(fd)
         service.notify.wait_for("READY", timeout=20)
-        targets = control.request(service.control, "ps")["targets"]
+        targets = request(service.control, "ps")["targets"]
         assert [(t["pid"], t["recovered"]) for t in targets] == [(meta["pid"], True)]
         deadline = time.monotonic() + 10
         while out.stat().st_size == down:
@@ -210,7 +210,7 @@ def test_a_target_only_the_fd_store_holds_survives_a_restart(service: Service) -
     script = f"while [ ! -e {stop} ]; do cat /etc/hostname >/dev/null; echo x >> {out}; done"
     launched = launch(["sh", "-c", script], build_filter(plan_filter(policy)), wait_killable=False)
     try:
-        with control.Client(service.control) as client:
+        with Client(service.control) as client:
             meta = {"policy": "default", "pid": launched.pid, "argv": ["sh"], "uid": 0}
             client.request("attach", fd=launched.listener.fileno(), **meta)
             launched.listener.close()  # from here only the daemon's and the store's
@@ -229,7 +229,7 @@ def test_a_target_only_the_fd_store_holds_survives_a_restart(service: Service) -
         for fd, _ in stored:
             os.close(fd)
         service.notify.wait_for("READY", timeout=20)
-        (target,) = control.request(service.control, "ps")["targets"]
+        (target,) = request(service.control, "ps")["targets"]
         assert target["pid"] == launched.pid and target["recovered"]
         deadline = time.monotonic() + 20
         while '"target.kicked"' not in service.log_text():  # the stored process, alive
@@ -281,7 +281,7 @@ def test_socket_activation(tmp_path: Path, fdname: bool) -> None:
         log = (tmp_path / "log").read_text()
         assert '"systemd.activated"' in log
         # The socket stays the activator's: a second client is served by the same daemon.
-        assert control.request(path, "status")["pid"] == activator.pid
+        assert request(path, "status")["pid"] == activator.pid
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(path)
         sock.close()

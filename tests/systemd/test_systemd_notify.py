@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from supervisor.daemon import systemd
+from supervisor.daemon import fdstore, systemd
 from supervisor.daemon.systemd import Notifier
 from supervisor.kernel import proc as proc_facts
 from tests.helpers.systemd import NotifySocket
@@ -112,7 +112,7 @@ def test_fdstore_passes_the_fd(notify_socket: NotifySocket, tmp_path: Path) -> N
 def test_store_target_with_sealed_metadata(notify_socket: NotifySocket) -> None:
     n = Notifier.from_environ({"NOTIFY_SOCKET": notify_socket.env_value})
     meta = {"id": 7, "pid": 1234, "policy": "default", "argv": ["/bin/true"], "uid": 0}
-    key = systemd.new_store_key(meta)
+    key = fdstore.new_store_key(meta)
     assert key.startswith("1234-")
     r, w = os.pipe()  # stands in for a listener fd
     try:
@@ -122,7 +122,7 @@ def test_store_target_with_sealed_metadata(notify_socket: NotifySocket) -> None:
         fields, (listener,) = notify_socket.recv()
         assert fields == {"FDSTORE": "1", "FDNAME": f"listener-{key}"}
         assert same_file(listener, r)
-        assert systemd.read_metadata(meta_fd) == meta
+        assert fdstore.read_metadata(meta_fd) == meta
         seals = fcntl.fcntl(meta_fd, fcntl.F_GET_SEALS)
         assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SEAL
         with pytest.raises(PermissionError):
@@ -187,7 +187,7 @@ def test_listen_fds_other_pid_and_unset() -> None:
 # A child that finds fds from 3 the way a service manager leaves them.
 CHILD = """
 import json, os, sys
-from supervisor.daemon import systemd
+from supervisor.daemon import fdstore, systemd
 srcs = [int(x) for x in sys.argv[1].split(",")]
 high = [os.dup(fd) for fd in srcs]
 for i, fd in enumerate(high):
@@ -198,7 +198,7 @@ if sys.argv[2]:
     os.environ["LISTEN_FDNAMES"] = sys.argv[2]
 fds = systemd.listen_fds()
 cloexec = [not os.get_inheritable(fd) for fd, _ in fds]
-got = systemd.recover(fds)
+got = fdstore.recover(fds)
 print(json.dumps({
     "fds": fds, "cloexec": cloexec,
     "env": [k for k in os.environ if k.startswith("LISTEN_")],
@@ -231,8 +231,8 @@ def test_socket_activation_and_recovery(tmp_path: Path) -> None:
     control.bind(str(tmp_path / "control.sock"))
     control.listen()
     meta = {"id": 3, "pid": 42, "policy": "default", "argv": ["app"], "uid": 1000}
-    meta_fd = systemd.metadata_memfd(meta)
-    orphan_meta = systemd.metadata_memfd({"id": 9})
+    meta_fd = fdstore.metadata_memfd(meta)
+    orphan_meta = fdstore.metadata_memfd({"id": 9})
     r, w = os.pipe()
     r2, w2 = os.pipe()
     try:
@@ -267,7 +267,7 @@ class FakeListener:
 
 
 class FakeTarget:
-    """What the daemon's hooks are given (daemon.server.Target), reduced to what they use."""
+    """What the daemon's hooks are given (daemon.targets.Target), reduced to what they use."""
 
     def __init__(self, tid: int, fd: int, recovered: bool = False) -> None:
         self.id = tid
@@ -286,7 +286,7 @@ def test_daemon_hooks_store_and_forget(notify_socket: NotifySocket) -> None:
         hooks.attached(FakeTarget(5, r))
         fields, (meta_fd,) = notify_socket.recv()
         key = fields["FDNAME"].removeprefix("meta-")
-        meta = systemd.read_metadata(meta_fd)
+        meta = fdstore.read_metadata(meta_fd)
         assert meta["id"] == 5 and meta["start_time"] == proc_facts.start_time(os.getpid())
         fields, (listener,) = notify_socket.recv()
         assert fields["FDNAME"] == f"listener-{key}" and same_file(listener, r)
@@ -318,11 +318,7 @@ async def test_daemon_hooks_recovered_targets(notify_socket: NotifySocket) -> No
     )
     hooks = sd.hooks()
     hooks.attached(FakeTarget(1, 40, recovered=True))
-
-    class FakeDaemon:
-        targets = {1: None}
-
-    hooks.ready(FakeDaemon())
+    hooks.ready(1)  # the number of targets
     got = [notify_socket.recv()[0] for _ in range(3)]
     assert got == [
         {"READY": "1", "STATUS": "supervising 1 target"},
