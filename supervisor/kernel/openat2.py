@@ -43,6 +43,7 @@ PROC_SUPER_MAGIC: int = lib.SV_PROC_SUPER_MAGIC
 PROC_ROOT_INO = 1
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
 
 Ids = tuple[int, int, int]  # (mount id, device, inode): one object in one mount
 
@@ -98,6 +99,14 @@ def lstat_at(dirfd: int, name: bytes) -> FdStat:
     if lib.sv_stat(dirfd, name, AT_SYMLINK_NOFOLLOW, s) < 0:
         _raise_errno()
     return FdStat(s)
+
+
+def fd_ids(fd: int) -> Ids:
+    """(mount id, device, inode) of ``fd`` (one statx)."""
+    s = ffi.new("struct sv_stat *")
+    if lib.sv_stat(fd, b"", AT_EMPTY_PATH, s) < 0:
+        _raise_errno()
+    return (int(s.mnt_id), int(s.dev), int(s.ino))
 
 
 def openat2(dirfd: int, path: bytes, flags: int, resolve: int) -> int:

@@ -16,11 +16,12 @@ resolution that differs from the kernel's is a sandbox escape. What this module 
   use ``RESOLVE_IN_ROOT`` on its root fd, which keeps ``..`` and absolute symlinks inside it.
 * Cost of the fast path (roots equal, no creds switch): statx(/proc/TID/root), openat2,
   statx + fstatfs, readlink = 5 syscalls for an absolute path; +2 (open /proc/TID/cwd or
-  /proc/TID/fd/N, close) for a relative one; a missing final component adds openat2 of the parent
-  and a statx of the name. When no credential switch is needed, the case of an existing object
-  off procfs runs as one C call (``sv_resolve_fast``, same syscalls); anything else it meets
-  (errors, ENOENT, procfs, another root, an odd readlink) sends it back to the Python code below,
-  which starts over and decides.
+  /proc/TID/fd/N, close) and +3 for placing the name (openat2, statx, close: see below) for a
+  relative one; a missing final component adds openat2 of the parent and a statx of the name.
+  When no credential switch is needed, the case of an existing object off procfs runs as one C
+  call (``sv_resolve_fast``, same syscalls); anything else it meets (errors, ENOENT, procfs,
+  another root, an odd readlink, a name that cannot be placed) sends it back to the Python code
+  below, which starts over and decides.
 * The careful walk opens one component at a time (O_PATH|O_NOFOLLOW), counts symlinks (40, as
   the kernel), clamps ``..`` at the root by comparing (mount id, dev, inode), replaces procfs's
   ``self``/``thread-self`` with the target's ids and treats magic links itself: see
@@ -40,8 +41,15 @@ Choices (refuse rather than guess):
 * A magic link whose object is not reachable by path in the target's root (a pipe, socket,
   anonymous inode, deleted file, file outside the root): as the final component, the object is
   the magic link itself, named ``/proc/<tgid>/fd/N``; in the middle of a path: EACCES.
-* Residual: an object on a mount detached from every tree (umount -l) has no real path; the
-  kernel's readlink then names it relative to the detached tree.
+* A name found from a start directory (cwd, dirfd) is placed by identity: walked again from the
+  target's root (no symlinks, no magic links) it must lead to the very object, the same (mount
+  id, dev, inode); otherwise EACCES, logged as ``resolve.unplaced`` (``view.TargetView``). A
+  start on a detached mount (open_tree clone, fsmount, umount -l) or on another namespace's mount
+  (an fd received over SCM_RIGHTS, pidfd_getfd) is named by the kernel relative to a tree the
+  target's root does not hold, so what is found from it is refused, whatever the rules say: a
+  fresh tmpfs from fsmount too, until it is attached with move_mount. Unlinked objects
+  (" (deleted)", a memfd) keep having no name: as the object of AT_EMPTY_PATH or a final magic
+  link they are named ``/proc/<tgid>/fd/N``, as above.
 
 The package: ``resolver`` (``PathResolver``, the entry points and the fast path, whose C half is
 ``supervisor.kernel.fastpath``), ``walk`` (the careful walk and magic links), ``view`` (one

@@ -167,6 +167,7 @@ class PathResolver:
         """Our fd on the target's cwd or dirfd (as the supervisor: these are the target's own)."""
         if dirfd is not None and dirfd < 0:
             raise err(errno.EBADF)
+        t.from_start = True  # names found from it must be placed (view.TargetView.view)
         try:
             return t.keep(proc.open_cwd(t.tid) if dirfd is None else proc.open_fd(t.tid, dirfd))
         except FileNotFoundError:

@@ -203,7 +203,7 @@ class Walk:
         return Resolved(view, fd, False, uname, 0)
 
     def _self_components(self, name: bytes) -> list[bytes]:
-        """procfs's ``self`` and ``thread-self`` as the TARGET reads them in this procfs instance."""
+        """procfs's ``self`` and ``thread-self`` as the TARGET reads them in this instance."""
         with as_supervisor():
             ids = self.t.ids_in(self.cur, self.cur_st)
         if ids is None:
