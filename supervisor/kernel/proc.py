@@ -14,6 +14,11 @@ executable. What the kernel facts this relies on say:
 * Everything here is read racily: a pid can die or be reused between two reads. Callers that act
   on a pid either hold a pidfd taken before the reads, or compare the start time again.
 
+* The magic links /proc/TID/root, /proc/TID/cwd and /proc/TID/fd/N, opened (O_PATH), give fds on
+  the very objects in the target's mount namespace (``open_root``, ``open_cwd``, ``open_fd``);
+  /proc/self/fd/N of one of OUR fds names it as the kernel sees it (``fd_name``) and reopens it
+  with new flags (``fd_path``).
+
 Failures are ``OSError`` (``ProcessLookupError`` when the file was there but said nothing
 useful), except where a function documents a default.
 """
@@ -21,6 +26,9 @@ useful), except where a function documents a default.
 from __future__ import annotations
 
 import os
+import re
+
+from supervisor.kernel.openat2 import FdStat, path_stat
 
 # Thread states (stat field 3) of a thread that runs no more user code until it is continued.
 STOPPED_STATES = (b"T", b"t", b"Z", b"X")
@@ -211,3 +219,96 @@ def own_netns_identity() -> tuple[int, int]:
     fd's fstat with it."""
     st = os.stat("/proc/thread-self/ns/net")
     return st.st_dev, st.st_ino
+# ---- the target's view: its root, cwd and fds as objects (see the module doc) ----
+
+_O_PATH = os.O_PATH | os.O_CLOEXEC
+_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def root_stat(tid: int) -> FdStat:
+    """statx of the root of ``tid`` (through /proc/TID/root: no fd is opened)."""
+    return path_stat(f"/proc/{int(tid)}/root")
+
+
+def open_root(tid: int) -> int:
+    """Our O_PATH fd on the root directory of ``tid``."""
+    return os.open(f"/proc/{int(tid)}/root", _O_PATH | os.O_DIRECTORY)
+
+
+def open_cwd(tid: int) -> int:
+    """Our O_PATH fd on the working directory of ``tid``."""
+    return os.open(f"/proc/{int(tid)}/cwd", _O_PATH)
+
+
+def open_fd(tid: int, fd: int) -> int:
+    """Our O_PATH fd on the object of fd ``fd`` of ``tid``."""
+    return os.open(f"/proc/{int(tid)}/fd/{int(fd)}", _O_PATH)
+
+
+def fd_path(fd: int) -> str:
+    """The magic link of OUR fd ``fd`` (open it to reopen the object with other flags)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def fd_name(fd: int) -> str:
+    """The kernel's name for OUR fd ``fd``, in the supervisor's view."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def fd_dir(pid: int | None = None) -> str:
+    """The directory of the fds of ``pid`` (None: ours)."""
+    return "/proc/self/fd" if pid is None else f"/proc/{int(pid)}/fd"
+
+
+def open_proc() -> int:
+    """Our O_PATH fd on /proc."""
+    return os.open("/proc", _O_PATH | os.O_DIRECTORY)
+
+
+def open_own_fd_dir() -> int:
+    """Our O_PATH fd on our /proc/self/fd (that is /proc/<our pid>/fd: reopen after fork)."""
+    return os.open("/proc/self/fd", _O_PATH | os.O_DIRECTORY)
+
+
+def start_time_at(proc_dir: int, pid: int) -> bytes | None:
+    """Field 22 of PID/stat in the procfs instance ``proc_dir`` (our fd on its root), as bytes;
+    None when it cannot be read."""
+    try:
+        fd = os.open(f"{int(pid)}/stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_dir)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def self_at(proc_root: int) -> str:
+    """Our tgid as the procfs instance ``proc_root`` numbers it ("": we have none there)."""
+    try:
+        return os.readlink("self", dir_fd=proc_root)
+    except OSError:
+        return ""
+
+
+def mount_roots(pid: int | None = None) -> dict[int, bytes]:
+    """Mount id -> the path inside its filesystem of the mount's root (mountinfo's fields 1 and
+    4, octal escapes undone), for the mounts of the mount namespace of ``pid`` (None: ours) that
+    are reachable from its root: /proc/PID/mountinfo skips the others."""
+    where = "/proc/self/mountinfo" if pid is None else f"/proc/{int(pid)}/mountinfo"
+    with open(where, "rb") as f:
+        data = f.read()
+    out: dict[int, bytes] = {}
+    for line in data.splitlines():
+        fields = line.split(b" ")
+        if len(fields) > 4 and fields[0].isdigit():
+            root = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), fields[3])
+            out[int(fields[0])] = root
+    return out
+
+
+def fd_link(pid: int, fd: int) -> str:
+    """The name /proc/PID/fd/N (of an object that has no other name in a target's view)."""
+    return f"/proc/{int(pid)}/fd/{int(fd)}"

@@ -34,8 +34,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from supervisor._native import ffi, lib
 from supervisor.kernel.creds import Creds, as_creds
+from supervisor.kernel.proc import fd_path
+from supervisor.kernel.unshare import unshare_fs
 from supervisor.target.procfs import check_open
 from supervisor.target.resolve import PathResolver, Resolved
 
@@ -67,10 +68,10 @@ def own_fs() -> None:
     """Give the calling thread its own umask (once): the umask is per fs_struct, shared by all
     threads of the supervisor until one unshares it."""
     if not _fs.own:
-        if lib.sv_unshare_fs() < 0:
-            code = ffi.errno
-            raise OSError(code, os.strerror(code))
+        unshare_fs()
         _fs.own = True
+
+
 
 
 @dataclass
@@ -133,7 +134,7 @@ class PreparedOpen:
         drop = os.O_NOFOLLOW | os.O_CLOEXEC | (_CREATE_ONLY if flags & os.O_CREAT else 0)
         reopen = (flags & ~drop) | os.O_CLOEXEC | os.O_NOCTTY
         with as_creds(creds):
-            return os.open(f"/proc/self/fd/{r.fd}", reopen)
+            return os.open(fd_path(r.fd), reopen)
 
     def _create(self, name: str, flags: int, dirfd: int) -> int:
         flags = (flags & ~os.O_CLOEXEC) | os.O_CLOEXEC | os.O_NOCTTY

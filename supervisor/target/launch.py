@@ -21,7 +21,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from supervisor._native import ffi, lib
+from supervisor.kernel import proc, spawn
 from supervisor.kernel.kcmp import same_file
 from supervisor.kernel.pidfd import pidfd_getfd, pidfd_open
 from supervisor.kernel.seccomp import ListenerFd
@@ -33,9 +33,9 @@ EXIT_NOT_FOUND = 127
 _ERROR = struct.Struct("ii")
 _LISTENER_LINK = "anon_inode:seccomp notify"
 _STAGES = {
-    lib.SV_STAGE_NNP: "cannot set no_new_privs",
-    lib.SV_STAGE_SECCOMP: "cannot install the seccomp filter",
-    lib.SV_STAGE_EXEC: "cannot execute",
+    spawn.STAGE_NNP: "cannot set no_new_privs",
+    spawn.STAGE_SECCOMP: "cannot install the seccomp filter",
+    spawn.STAGE_EXEC: "cannot execute",
 }
 
 
@@ -59,7 +59,7 @@ def exec_failure(data: bytes, command: str) -> LaunchError:
     """Turn the child's failure report into the error `run` exits with."""
     stage, err = _ERROR.unpack(data[: _ERROR.size])
     what = _STAGES.get(stage, "failed")
-    if stage == lib.SV_STAGE_EXEC:
+    if stage == spawn.STAGE_EXEC:
         code = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_CANNOT_EXECUTE
         reason = "command not found" if err == errno.ENOENT else os.strerror(err)
         return LaunchError(code, f"{command}: {reason}")
@@ -68,9 +68,9 @@ def exec_failure(data: bytes, command: str) -> LaunchError:
 
 def _own_listeners() -> list[int]:
     fds = []
-    for name in os.listdir("/proc/self/fd"):
+    for name in os.listdir(proc.fd_dir()):
         try:
-            if os.readlink(f"/proc/self/fd/{name}") == _LISTENER_LINK:
+            if os.readlink(f"{proc.fd_dir()}/{name}") == _LISTENER_LINK:
                 fds.append(int(name))
         except OSError:
             continue
@@ -93,7 +93,7 @@ def _find_listener(pid: int, err_r: int, timeout: float) -> int:
     """Wait until the child has installed its filter; return the listener's fd number there:
     the one seccomp listener in its fd table that is not a copy of one of ours."""
     deadline = time.monotonic() + timeout
-    fd_dir = f"/proc/{pid}/fd"
+    fd_dir = proc.fd_dir(pid)
     ours = _own_listeners()
     delay = 0.0001
     while True:
@@ -136,26 +136,21 @@ def launch(
     if not argv:
         raise LaunchError(EXIT_LAUNCHER_FAILED, "no command given")
     environ = os.environ if env is None else env
-    c_args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
-    c_argv = ffi.new("char *[]", [*c_args, ffi.NULL])
-    c_envs = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in environ.items()]
-    c_envp = ffi.new("char *[]", [*c_envs, ffi.NULL])
-    c_prog = ffi.from_buffer("struct sock_filter[]", program)
-    n_insns = len(program) // 8
-    flags = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER
+    flags = spawn.FILTER_FLAG_NEW_LISTENER
     if wait_killable:
-        flags |= lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        flags |= spawn.FILTER_FLAG_WAIT_KILLABLE_RECV
 
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = lib.sv_spawn(c_args[0], c_argv, c_envp, c_prog, n_insns, flags, go_r, err_w)
-    os.close(go_r)
-    os.close(err_w)
-    if pid < 0:
-        e = ffi.errno
+    try:
+        pid = spawn.spawn(argv, environ, program, flags, go_r, err_w)
+    except OSError as e:
         os.close(go_w)
         os.close(err_r)
-        raise LaunchError(EXIT_LAUNCHER_FAILED, f"fork failed: {os.strerror(e)}")
+        raise LaunchError(EXIT_LAUNCHER_FAILED, f"fork failed: {os.strerror(e.errno or 0)}") from e
+    finally:
+        os.close(go_r)
+        os.close(err_w)
     pidfd = -1
     try:
         pidfd = pidfd_open(pid)

@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 
-from supervisor._native import ffi, lib
-from supervisor.target.resolve import (
+from supervisor.kernel import proc
+from supervisor.kernel.openat2 import (
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
     RESOLVE_NO_SYMLINKS,
-    Resolved,
-    _fd_stat,
-    _our_path,
-    _own_root,
-    _Stat,
-    _Target,
+    FdStat,
+    fd_stat,
+    lstat_at,
+    openat2,
+    own_root,
 )
+from supervisor.target.resolve import Resolved
+from supervisor.target.resolve.view import TargetView
 
 # Entries of ANOTHER process's /proc/PID (and /proc/PID/task/TID) that an emulated open may
 # reach. Each is opened without any check of the opener beyond the inode's mode (which the
@@ -73,21 +73,19 @@ OTHER_PROCESS_ENTRIES = frozenset(
 )
 
 _O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-_AT_SYMLINK_NOFOLLOW = 0x100
 _MAX_DEPTH = 64  # procfs is not that deep; a bound on the climb all the same
-_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 def _refuse(why: str) -> OSError:
     return OSError(errno.EACCES, f"{os.strerror(errno.EACCES)}: {why}")
 
 
-def _same(dirfd: int, name: str, want: _Stat) -> bool:
+def _same(dirfd: int, name: str, want: FdStat) -> bool:
     """Does ``name`` in ``dirfd`` (not following a final symlink) lead to the object ``want``?"""
-    s = ffi.new("struct sv_stat *")
-    if lib.sv_stat(dirfd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, s) < 0:
+    try:
+        return lstat_at(dirfd, os.fsencode(name)).ids == want.ids
+    except OSError:
         return False
-    return (int(s.mnt_id), int(s.dev), int(s.ino)) == want.ids
 
 
 def _exists(dirfd: int, path: str) -> bool:
@@ -101,21 +99,17 @@ def _exists(dirfd: int, path: str) -> bool:
 def _mount_root(mnt_id: int, tid: int) -> list[str] | None:
     """The path inside its filesystem of the root of mount ``mnt_id`` (mountinfo's 4th field),
     looked up in the target's mount namespace, then in ours."""
-    for where in (f"/proc/{tid}/mountinfo", "/proc/self/mountinfo"):
+    for pid in (tid, None):
         try:
-            with open(where, "rb") as f:
-                data = f.read()
+            root = proc.mount_roots(pid).get(mnt_id)
         except OSError:
             continue
-        for line in data.splitlines():
-            fields = line.split(b" ")
-            if len(fields) > 4 and fields[0] == str(mnt_id).encode():
-                root = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), fields[3])
-                return [os.fsdecode(c) for c in root.split(b"/") if c]
+        if root is not None:
+            return [os.fsdecode(c) for c in root.split(b"/") if c]
     return None
 
 
-def _start(t: _Target, r: Resolved, st: _Stat) -> tuple[int, list[str]]:
+def _start(t: TargetView, r: Resolved, st: FdStat) -> tuple[int, list[str]]:
     """A directory fd (ours) to climb from, and the names below it that lead to the object."""
     if not r.exists:
         return os.dup(r.fd), [r.name or ""]
@@ -123,22 +117,22 @@ def _start(t: _Target, r: Resolved, st: _Stat) -> tuple[int, list[str]]:
         return os.dup(r.fd), []
     parent, _, name = r.path.rpartition("/")
     root = t.open_root()
-    pfd = lib.sv_openat2(
-        root,
-        os.fsencode(parent or "/"),
-        _O_DIR,
-        0,
-        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
-    )
-    if pfd < 0:
-        raise _refuse("procfs object not reachable by its path")
+    try:
+        pfd = openat2(
+            root,
+            os.fsencode(parent or "/"),
+            _O_DIR,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+        )
+    except OSError:
+        raise _refuse("procfs object not reachable by its path") from None
     if not name or not _same(pfd, name, st):
         os.close(pfd)
         raise _refuse("procfs object not reachable by its path")
     return pfd, [name]
 
 
-def _place(t: _Target, r: Resolved, st: _Stat) -> tuple[int | None, list[str]]:
+def _place(t: TargetView, r: Resolved, st: FdStat) -> tuple[int | None, list[str]]:
     """(our fd on the procfs root, or None; the object's names below the procfs root).
 
     The fd is owned by ``t`` (closed with it)."""
@@ -146,14 +140,14 @@ def _place(t: _Target, r: Resolved, st: _Stat) -> tuple[int | None, list[str]]:
     names: list[str] = []
     try:
         for _ in range(_MAX_DEPTH):
-            dst = _fd_stat(d)
+            dst = fd_stat(d)
             if not dst.is_proc:
                 raise _refuse("procfs object outside procfs")
             if dst.is_proc_root:
                 fd, d = d, -1
                 return t.keep(fd), names + tail
             up = os.open("..", _O_DIR, dir_fd=d)
-            ust = _fd_stat(up)
+            ust = fd_stat(up)
             if ust.ids[0] != dst.ids[0] or ust.ids == dst.ids:
                 # d is the root of a mount of part of procfs: where is that in procfs?
                 os.close(up)
@@ -161,7 +155,7 @@ def _place(t: _Target, r: Resolved, st: _Stat) -> tuple[int | None, list[str]]:
                 if top is None:
                     raise _refuse("procfs mount not found")
                 return None, top + names + tail
-            name = _our_path(d).rpartition("/")[2]
+            name = proc.fd_name(d).rpartition("/")[2]
             if not _same(up, name, dst):
                 os.close(up)
                 raise _refuse("procfs directory moved")
@@ -181,30 +175,27 @@ def check_open(tid: int, r: Resolved) -> None:
     ``OTHER_PROCESS_ENTRIES``. Objects off procfs, and the target's own /proc/PID, pass."""
     if r.off_proc:
         return  # the resolver's fast paths saw it is not on procfs
-    st = _fd_stat(r.fd)
+    st = fd_stat(r.fd)
     if not st.is_proc:
         return
-    t = _Target(tid, _own_root())
+    t = TargetView(tid, own_root())
     try:
         _check(t, r, st)
     finally:
         t.close()
 
 
-def _check(t: _Target, r: Resolved, st: _Stat) -> None:
+def _check(t: TargetView, r: Resolved, st: FdStat) -> None:
     proc_root, names = _place(t, r, st)
     if not names or not names[0].isdigit():
         return  # /proc itself, /proc/meminfo, /proc/sys/...: not a process's
     if proc_root is None:
         raise _refuse("per-process procfs entry on a partial mount of procfs")
     pid = names[0]
-    try:
-        ours = os.readlink("self", dir_fd=proc_root)  # our tgid as this procfs numbers it
-    except OSError:
-        ours = ""  # we have no pid in this procfs's namespace
+    ours = proc.self_at(proc_root)  # our tgid as this procfs numbers it ("": none there)
     if ours.isdigit() and (pid == ours or _exists(proc_root, f"{ours}/task/{pid}")):
         raise _refuse("the supervisor's own /proc entry")
-    ids = t.ids_in(proc_root, _fd_stat(proc_root))
+    ids = t.ids_in(proc_root, fd_stat(proc_root))
     if ids is not None:
         tgid = str(ids[0])
         if pid == tgid or _exists(proc_root, f"{tgid}/task/{pid}"):

@@ -56,6 +56,24 @@ int sv_fd_stat(int fd, struct sv_stat *out) {
    an emulated creation can take the target's umask without touching other threads. */
 int sv_unshare_fs(void) { return unshare(CLONE_FS); }
 
+/* Placement by identity (issue 14). A lookup from a start fd (the target's cwd or a dirfd) may
+   start on a detached mount (an open_tree clone, an fsmount) or on a mount of another namespace
+   (an fd received over SCM_RIGHTS): the kernel then names the result relative to a tree the
+   target's root does not hold (a clone of /d names /d/secret "/secret"). The name counts only if
+   it leads, walked again from the root without any symlink, to the very object: same (mount id,
+   dev, inode). Both fds are open during the comparison, so the 32-bit mount ids cannot have been
+   reused. */
+static int sv_placed(const char *name, const struct sv_stat *want) {
+    int fd = sv_openat2(AT_FDCWD, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    if (fd < 0) return 0;
+    struct sv_stat s;
+    int same = sv_stat(fd, "", AT_EMPTY_PATH, &s) == 0 && s.mnt_id == want->mnt_id &&
+               s.dev == want->dev && s.ino == want->ino;
+    close(fd);
+    return same;
+}
+
 /* ---- the resolver's fast path in one call ----
    PathResolver.resolve's common case: the target's root is ours, one openat2(O_PATH,
    RESOLVE_NO_MAGICLINKS) from the start fd finds an object that is not on procfs, and the
@@ -117,6 +135,7 @@ int sv_resolve_fast(int tid, int start_kind, int dirfd, const char *path, uint64
     static const char deleted[] = " (deleted)";
     size_t dl = sizeof(deleted) - 1;
     if ((size_t)n >= dl && memcmp(out + n - dl, deleted, dl) == 0) goto slow;
+    if (start_kind != SV_START_NONE && !sv_placed(out, st_out)) goto slow; /* issue 14 */
     return fd;
 slow:
     close(fd);

@@ -1,0 +1,39 @@
+"""Fork a child that installs a seccomp filter and execs (``sv_spawn``, in C).
+
+Between installing its filter and exec the child must run nothing but a few async-signal-safe
+calls, since any syscall it makes may now be notified and no one holds the listener yet: so the
+fork, no_new_privs, the filter (with NEW_LISTENER), the wait on the ``go`` pipe and the exec are
+one C function. A failure of a stage is written to ``err_w`` as two ints (stage, errno)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from supervisor._native import ffi, lib
+
+STAGE_NNP: int = lib.SV_STAGE_NNP
+STAGE_SECCOMP: int = lib.SV_STAGE_SECCOMP
+STAGE_EXEC: int = lib.SV_STAGE_EXEC
+FILTER_FLAG_NEW_LISTENER: int = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER
+FILTER_FLAG_WAIT_KILLABLE_RECV: int = lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+
+
+def spawn(
+    argv: list[str], environ: Mapping[str, str], program: bytes, flags: int, go_r: int, err_w: int
+) -> int:
+    """Fork ``argv`` (``argv[0]`` searched in PATH by the child) under the BPF ``program`` with
+    seccomp ``flags``; the child waits for a byte on ``go_r`` before it execs. Returns the pid;
+    OSError when the fork fails."""
+    c_args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+    c_argv = ffi.new("char *[]", [*c_args, ffi.NULL])
+    c_envs = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in environ.items()]
+    c_envp = ffi.new("char *[]", [*c_envs, ffi.NULL])
+    c_prog = ffi.from_buffer("struct sock_filter[]", program)
+    pid: int = lib.sv_spawn(
+        c_args[0], c_argv, c_envp, c_prog, len(program) // 8, flags, go_r, err_w
+    )
+    if pid < 0:
+        e = ffi.errno
+        raise OSError(e, os.strerror(e))
+    return pid
