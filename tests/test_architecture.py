@@ -192,7 +192,7 @@ def check_policy_pure(root: Path) -> list[str]:
                 out.append(where.format(e.line, f"imports {e.target} (not the standard library)"))
             elif top in IO_MODULES:
                 out.append(where.format(e.line, f"imports {e.target} (os-level I/O)"))
-            elif top == "os" and e.name is not None and e.name not in OS_PURE:
+            elif top == "os" and e.name is not None and e.name not in OS_PURE | {"path"}:
                 out.append(where.format(e.line, f"imports os.{e.name} (os-level I/O)"))
         reader_nodes: set[int] = set()
         if mod.name in ("supervisor.policy.parse",) or mod.name.startswith(
