@@ -8,9 +8,9 @@ rule; the tests at the end feed each checker a small synthetic tree that breaks 
    no os-level I/O. "I/O" here: importing a module whose job is I/O or processes (IO_MODULES),
    using ``os`` for anything but path-name helpers (OS_PURE), calling ``open``/``print``/``input``,
    touching ``sys.stdin/stdout/stderr``, or calling a filesystem method (FS_METHODS: ``read_text``,
-   ``exists``, ...). The one exemption is the parser's read of the policy file: the filesystem
-   methods are allowed inside ``load_policy`` in supervisor/policy/parse.py (or a module of a
-   supervisor/policy/parse/ package).
+   ``exists``, ...). The one exemption is the parser's read of the policy file: ``open()`` and
+   the filesystem methods are allowed inside ``load_policy`` in supervisor/policy/parse.py (or
+   a module of a supervisor/policy/parse/ package).
 2. Only supervisor/kernel/ imports supervisor._native, and only supervisor/kernel/ names /proc
    paths (a string literal, or the first part of an f-string, starting with "/proc"; docstrings
    aside).
@@ -218,13 +218,14 @@ def check_policy_pure(root: Path) -> list[str]:
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
-            if isinstance(func, ast.Name) and func.id in ("open", "print", "input"):
-                out.append(where.format(node.lineno, f"calls {func.id}() (I/O)"))
+            reads_policy = id(node) in reader_nodes
             if (
-                isinstance(func, ast.Attribute)
-                and func.attr in FS_METHODS
-                and id(node) not in reader_nodes
+                isinstance(func, ast.Name)
+                and func.id in ("open", "print", "input")
+                and not (func.id == "open" and reads_policy)
             ):
+                out.append(where.format(node.lineno, f"calls {func.id}() (I/O)"))
+            if isinstance(func, ast.Attribute) and func.attr in FS_METHODS and not reads_policy:
                 out.append(where.format(node.lineno, f"calls .{func.attr}() (filesystem I/O)"))
     return ordered(out)
 
@@ -543,9 +544,12 @@ def test_checker_rule1(tmp_path: Path) -> None:
         tmp_path / "good",
         {
             "supervisor/policy/engine.py": "import re\nfrom .model import Rule\n",
-            "supervisor/policy/model.py": "import os\ndef f(p: os.PathLike) -> str:\n"
-            "    return os.fspath(p)\n",
-            "supervisor/policy/parse.py": "from pathlib import Path\n"
+            "supervisor/policy/model.py": "import os\nfrom os import path\n"
+            "def f(p: os.PathLike) -> str:\n    return os.path.join(os.fspath(p), 'x')\n",
+            "supervisor/policy/parse/__init__.py": "from .files import load_policy\n",
+            "supervisor/policy/parse/files.py": "def load_policy(p):\n"
+            "    with open(p) as f:\n        return f.read()\n",
+            "supervisor/policy/parse/paths.py": "from pathlib import Path\n"
             "def load_policy(p):\n    return Path(p).read_text()\n",
         },
     )
