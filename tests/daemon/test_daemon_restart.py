@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers.daemon import RunClient, running_daemon
 from tests.helpers.run import Files, deny_list
-from tests.helpers.wait import held_by_supervisor, wait_until
+from tests.helpers.wait import held_by_supervisor, thread_states, wait_until
 
 
 def _lines(path: Path) -> list[str]:
@@ -61,7 +61,13 @@ def test_targets_wait_while_the_daemon_is_down_and_finish_after_restart(
             _wait_lines(out, 10)
         daemon.stop(sig)
         # Answers sent before the daemon died are used up: every thread waits in a notification.
-        wait_until(lambda: _targets_held(runs), "every target waiting for an answer")
+        wait_until(
+            lambda: _targets_held(runs),
+            lambda: (
+                "every target waiting for an answer: "
+                + "; ".join(str(thread_states(r.proc.pid)) for r in runs)
+            ),
+        )
         frozen = [len(_lines(out)) for out in outs]
         # No progress while the daemon is down (every iteration needs notified opens answered):
         # a window in which nothing may happen, a pause by nature.

@@ -78,13 +78,27 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+# What a thread waiting for another one shows in wchan: wait4 on a child, a futex (a join, a
+# lock), or a vfork parent waiting for its child to exec (kernel_clone, state D).
+WAITING = ("do_wait", "futex_", "kernel_clone")
+
+
 def held_by_supervisor(pid: int) -> bool:
     """True when the process tree of ``pid`` cannot run on by itself: at least one of its threads
     waits in a notified syscall (the kernel's seccomp_do_user_notification, until a supervisor
-    answers) and every other one waits for such a thread (wait4 on a child, a futex). A tree in
+    answers) and every other one waits for such a thread (WAITING). A tree in
     this state makes no progress until its notifications are answered: what a test that stops
     the supervisor waits for before it checks that nothing happens while none is up."""
-    notified = 0
+    states = thread_states(pid)
+    notified = [w for _, _, w in states if w.startswith("seccomp_do_user_notification")]
+    waiting = [w for _, s, w in states if s not in "ZX" and w.startswith(WAITING)]
+    alive = [w for _, s, w in states if s not in "ZX"]
+    return bool(notified) and len(notified) + len(waiting) == len(alive)
+
+
+def thread_states(pid: int) -> list[tuple[str, str, str]]:
+    """(pid/tid, state, wchan) of every thread of the process tree of ``pid``."""
+    found = []
     for proc in process_tree(pid):
         for tid in _listdir(f"/proc/{proc}/task"):
             try:
@@ -94,13 +108,8 @@ def held_by_supervisor(pid: int) -> bool:
                     state = f.read().rpartition(")")[2].split()[0]
             except OSError:
                 continue  # gone meanwhile
-            if state in ("Z", "X"):
-                continue
-            if wchan.startswith("seccomp_do_user_notification"):
-                notified += 1
-            elif not wchan.startswith(("do_wait", "futex_")):
-                return False
-    return notified > 0
+            found.append((f"{proc}/{tid}", state, wchan))
+    return found
 
 
 def _listdir(path: str) -> list[str]:

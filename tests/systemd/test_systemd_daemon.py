@@ -27,7 +27,7 @@ from supervisor.policy_path import find_policy
 from supervisor.target.launch import launch
 from tests.helpers.run import SUPERVISOR
 from tests.helpers.systemd import NotifySocket
-from tests.helpers.wait import held_by_supervisor, wait_until
+from tests.helpers.wait import held_by_supervisor, thread_states, wait_until
 
 LISTENER_LINK = "anon_inode:seccomp notify"
 # Re-creates systemd's hand-over: the fds given (inherited at high numbers) become 3, 4, ...
@@ -180,7 +180,10 @@ def test_restart_takes_targets_back_from_the_fd_store(service: Service) -> None:
         wait_until(lambda: out.exists() and out.stat().st_size > 0, "the target running")
         service.stop(signal.SIGKILL)
         # A syscall answered just before the kill completes; then the tree waits for answers.
-        wait_until(lambda: target_held(run), "the target waiting for an answer")
+        wait_until(
+            lambda: target_held(run),
+            lambda: f"the target waiting for an answer: {thread_states(run.pid)}",
+        )
         down = out.stat().st_size
         time.sleep(1.0)  # a window in which nothing may happen: a pause by nature
         assert out.stat().st_size == down, "a notified syscall ran while no daemon was up"
@@ -223,7 +226,10 @@ def test_a_target_only_the_fd_store_holds_survives_a_restart(service: Service) -
         wait_until(lambda: out.exists() and out.stat().st_size > 0, "the target running")
         service.stop(signal.SIGKILL)
         # A syscall answered just before the kill completes; then the tree waits for answers.
-        wait_until(lambda: held_by_supervisor(launched.pid), "the target waiting for an answer")
+        wait_until(
+            lambda: held_by_supervisor(launched.pid),
+            lambda: f"the target waiting for an answer: {thread_states(launched.pid)}",
+        )
         down = out.stat().st_size
         time.sleep(1.0)  # a window in which nothing may happen: a pause by nature
         assert out.stat().st_size == down, "a notified syscall ran while no daemon was up"
