@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from supervisor.target.launch import Launched, launch
 from tests.helpers.daemon import DaemonProcess, RunClient, running_daemon
 from tests.helpers.kernel import next_notification, notify_plan
 from tests.helpers.run import Files, deny_list
+from tests.helpers.wait import wait_until
 
 NOBODY = 65534
 
@@ -191,19 +191,15 @@ def test_run_daemon_reattaches_after_its_child_was_reaped(
         assert not run.events("target.kicked")
 
 
-def _wait_no_children(pid: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        children = [
+def _wait_no_children(pid: int) -> None:
+    def children() -> list[str]:
+        return [
             c
             for tid in os.listdir(f"/proc/{pid}/task")
             for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
         ]
-        if not children:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"process {pid} still has children {children}")
-        time.sleep(0.05)
+
+    wait_until(lambda: not children(), lambda: f"process {pid} still has children {children()}")
 
 
 def test_kcmp_tells_listeners_apart(listener_target: Launched) -> None:
@@ -242,8 +238,9 @@ def test_one_listener_is_never_supervised_twice(
         first, answer = _attach(daemon, fd, pid=pid, session="s1")
         assert answer["ok"] and not answer["result"]["existing"]
         tid = answer["result"]["target"]
-        time.sleep(0.2)
-        fds_before = daemon.fd_count()
+        # The daemon served a request after the attach: the target's task has started.
+        assert [t["target"] for t in daemon.request("ps")["targets"]] == [tid]
+        fds_before = daemon.file_count()
         # The same listener again, same policy, no session (a dup of it, too): that target.
         copy = os.dup(fd)
         try:
@@ -275,6 +272,6 @@ def test_one_listener_is_never_supervised_twice(
             os.close(other.exec_status_fd)
         (target,) = daemon.request("ps")["targets"]
         assert target["target"] == tid and target["policy"] == "p"
-        time.sleep(0.3)
-        assert daemon.fd_count() <= fds_before  # every refused or duplicate fd was closed
+        # Every refused or duplicate fd is closed (connections aside: sockets are not counted).
+        wait_until(lambda: daemon.file_count() <= fds_before, "every refused fd closed")
         first.close()

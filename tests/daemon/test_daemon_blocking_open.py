@@ -7,13 +7,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
-
-import pytest
 
 from tests.helpers.daemon import DaemonProcess, RunClient, running_daemon
 from tests.helpers.run import Files, deny_list
+from tests.helpers.wait import wait_until
 
 
 def _daemon_fds_on(daemon: DaemonProcess, path: Path) -> list[str]:
@@ -25,14 +23,6 @@ def _daemon_fds_on(daemon: DaemonProcess, path: Path) -> list[str]:
     return found
 
 
-def _wait(what: str, predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
-
-
 def test_an_abandoned_blocking_open_closes_its_fd(
     tmp_path: Path, files: Files, world_dir: Path
 ) -> None:
@@ -42,7 +32,7 @@ def test_an_abandoned_blocking_open_closes_its_fd(
         policy = daemon.policy("p", deny_list(files.secret, name="p"))
         run = RunClient(daemon, policy, ["cat", fifo])
         # The daemon resolved the path (its O_PATH fd on the FIFO) and is opening it.
-        _wait("the daemon's open of the FIFO", lambda: _daemon_fds_on(daemon, fifo))
+        wait_until(lambda: _daemon_fds_on(daemon, fifo), "the daemon's open of the FIFO")
         (child,) = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text().split()
         os.kill(int(child), signal.SIGKILL)
         code, _, err = run.wait(30)
@@ -51,7 +41,7 @@ def test_an_abandoned_blocking_open_closes_its_fd(
         # The abandoned thread is still in open(); a writer lets it finish.
         writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         try:
-            _wait("no daemon fd on the FIFO", lambda: not _daemon_fds_on(daemon, fifo))
+            wait_until(lambda: not _daemon_fds_on(daemon, fifo), "no daemon fd on the FIFO")
         finally:
             os.close(writer)
         assert daemon.request("status")["targets"] == 0

@@ -1,27 +1,31 @@
-"""One target flooding notified syscalls must not starve another target of the same daemon."""
+"""One target flooding notified syscalls must not starve another target of the same daemon.
+
+Checked here by events and counts, never by time: the victim gets every answer while the flood
+goes on, and the daemon answers only a few of the flooder's calls during one call of the
+victim. How long the victim takes beside a flood (its p99 within 5x of alone) is measured by
+bench/daemon_load's ``fair`` phase."""
 
 from __future__ import annotations
 
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers.daemon import RunClient, running_daemon
 from tests.helpers.run import Files, deny_list
+from tests.helpers.wait import wait_until
 
 VICTIM = """
-import time
-t = time.monotonic()
+answered = 0
 for i in range(400):
     with open({allowed!r}) as f:
-        f.read()
+        assert f.read()
     try:
         open({secret!r})
     except PermissionError:
-        pass
-print(time.monotonic() - t)
+        answered += 1
+print(answered)
 """
 
 
@@ -34,35 +38,33 @@ def test_a_flooding_target_does_not_starve_another(
         victim = [sys.executable, "-c", VICTIM.format(allowed=str(files.allowed),
                                                       secret=str(files.secret))]  # fmt: skip
 
-        def victim_time() -> float:
+        def victim_denials() -> int:
             code, out, err = RunClient(daemon, policy, victim).wait(120)
             assert code == 0, err
-            return float(out.strip())
+            return int(out.strip())
 
-        baseline = min(victim_time() for _ in range(2))
+        assert victim_denials() == 400  # alone
         flood_out = files.root / "flood.txt"
         flood = RunClient(
             daemon,
             policy,
             [exe, flood_out, files.allowed, files.secret, "2", "100000000", "0"],
         )
-        deadline = time.monotonic() + 30
-        while not flood_out.exists() or flood_out.stat().st_size < 10000:
-            assert time.monotonic() < deadline, "the flood did not start"
-            time.sleep(0.05)
+        wait_until(
+            lambda: flood_out.exists() and flood_out.stat().st_size >= 10000, "the flood started"
+        )
         try:
-            flooded = victim_time()
-            assert flood.proc.poll() is None
             size = flood_out.stat().st_size
-            time.sleep(0.2)
-            assert flood_out.stat().st_size > size, "the flooder itself stalled"
+            # Every call of the victim answered (and right) beside the flood, which went on
+            # meanwhile and goes on after it: neither target was starved.
+            assert victim_denials() == 400
+            assert flood.proc.poll() is None
+            assert flood_out.stat().st_size > size, "the flood stalled during the victim's run"
+            after = flood_out.stat().st_size
+            wait_until(lambda: flood_out.stat().st_size > after, "the flood going on")
         finally:
             flood.proc.send_signal(signal.SIGTERM)  # relayed to the target
             flood.wait(30)
-        # Round-robin between targets: the victim waits for at most a batch of the flooder's
-        # notifications per syscall. The issue asks p99 within 5x; this is the whole run.
-        print(f"victim: {baseline:.3f}s alone, {flooded:.3f}s beside a flood")
-        assert flooded < 5 * baseline + 0.5, (baseline, flooded)
 
 
 def test_round_robin_between_a_flood_and_a_paced_target(
@@ -77,11 +79,12 @@ def test_round_robin_between_a_flood_and_a_paced_target(
         policy = daemon.policy("p", deny_list(files.secret, name="p"))
         flood = RunClient(daemon, policy, [exe, "flood", counter, files.allowed, "4"])
         try:
-            deadline = time.monotonic() + 30
-            while not counter.exists() or counter.stat().st_size < 4096:
-                assert time.monotonic() < deadline, "the flood did not start"
+
+            def started() -> bool:
                 assert flood.proc.poll() is None, flood.wait()
-                time.sleep(0.05)
+                return counter.exists() and counter.stat().st_size >= 4096
+
+            wait_until(started, "the flood started")
             victim = RunClient(
                 daemon, policy, [exe, "victim", counter, files.allowed, "300", "1000"]
             )
@@ -114,10 +117,7 @@ def test_many_targets_every_notification_is_answered(
             return int(daemon.request("status")["totals"]["notifications"])
 
         def wait_idle() -> None:
-            deadline = time.monotonic() + 30
-            while daemon.request("status")["targets"]:
-                assert time.monotonic() < deadline, "targets still attached"
-                time.sleep(0.05)
+            wait_until(lambda: not daemon.request("status")["targets"], "every target detached")
 
         # What one target costs besides its loop (the loader's opens, its output file).
         before = notifications()

@@ -16,6 +16,7 @@ from supervisor.kernel.proc import process_tree
 from supervisor.target.launch import launch
 from supervisor.target.recover import kick
 from tests.helpers.kernel import next_notification, notify_plan
+from tests.helpers.wait import wait_until
 
 
 def _pending(fd: int, timeout: float) -> bool:
@@ -66,14 +67,10 @@ def test_kick_redelivers_a_received_notification(wait_killable: bool) -> None:
 
 def test_process_tree_finds_descendants() -> None:
     import subprocess
-    import time
 
     proc = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & sleep 30 & wait"])
     try:
-        deadline = time.monotonic() + 10
-        while len(process_tree(proc.pid)) < 3:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: len(process_tree(proc.pid)) >= 3, "the shell and its two sleeps")
         assert process_tree(proc.pid)[0] == proc.pid
     finally:
         for p in reversed(process_tree(proc.pid)):

@@ -8,6 +8,7 @@ is restarted and notified to the new daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -19,18 +20,24 @@ import pytest
 
 from tests.helpers.daemon import RunClient, running_daemon
 from tests.helpers.run import Files, deny_list
+from tests.helpers.wait import held_by_supervisor, thread_states, wait_until
 
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _wait_lines(path: Path, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(_lines(path)) < count:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path}: fewer than {count} lines after {timeout}s")
-        time.sleep(0.02)
+def _wait_lines(path: Path, count: int) -> None:
+    wait_until(lambda: len(_lines(path)) >= count, f"{path}: {count} lines")
+
+
+def _targets_held(runs: list[RunClient]) -> bool:
+    """Every target (the child of its `run`) waits for an answer that no daemon will give."""
+    return all(
+        held_by_supervisor(int(child))
+        for run in runs
+        for child in Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text().split()
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
@@ -53,10 +60,18 @@ def test_targets_wait_while_the_daemon_is_down_and_finish_after_restart(
         for out in outs:
             _wait_lines(out, 10)
         daemon.stop(sig)
-        time.sleep(0.3)  # answers already sent before the daemon died are written by now
+        # Answers sent before the daemon died are used up: every thread waits in a notification.
+        wait_until(
+            lambda: _targets_held(runs),
+            lambda: (
+                "every target waiting for an answer: "
+                + "; ".join(str(thread_states(r.proc.pid)) for r in runs)
+            ),
+        )
         frozen = [len(_lines(out)) for out in outs]
+        # No progress while the daemon is down (every iteration needs notified opens answered):
+        # a window in which nothing may happen, a pause by nature.
         time.sleep(1.5)
-        # No progress while the daemon is down: every iteration needs notified opens answered.
         assert [len(_lines(out)) for out in outs] == frozen
         assert all(r.proc.poll() is None for r in runs), "a target ended while the daemon was down"
         for out, n in zip(outs, frozen, strict=True):
@@ -65,7 +80,9 @@ def test_targets_wait_while_the_daemon_is_down_and_finish_after_restart(
         for run, out in zip(runs, outs, strict=True):
             code, _, err = run.wait(60)
             text = out.read_text()
-            assert code == 0, f"{err}\n{text[-2000:]}\n{run.log_text()}"
+            ok = "allowed=ok denied=EACCES"
+            odd = [line for line in text.splitlines() if not line.endswith(ok)]
+            assert code == 0, f"{err}\nunexpected lines: {odd}\n{run.log_text()}"
             assert "LEAK" not in text
             assert text.splitlines()[-1] == "done"
             assert len(text.splitlines()) == threads * iters + 1
@@ -94,7 +111,7 @@ def test_a_notification_the_dead_daemon_had_received_is_delivered_again(
         run.wait_for("daemon.reattached")
         run.wait_for("target.kicked")
         # The new daemon must now be the reader blocked in the FIFO open: a writer can open.
-        fd = _open_writer(fifo, timeout=20)
+        fd = _open_writer(fifo)
         os.close(fd)
         code, _, err = run.wait(30)
         assert code == 0, f"{err}\n{run.log_text()}"
@@ -102,28 +119,29 @@ def test_a_notification_the_dead_daemon_had_received_is_delivered_again(
         assert _lines(out)[-1] == "done"
 
 
-def _wait_daemon_thread_in(pid: int, wchan: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_daemon_thread_in(pid: int, wchan: str) -> None:
+    def found() -> bool:
         for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
+            with contextlib.suppress(OSError):
                 if Path(f"/proc/{pid}/task/{tid}/wchan").read_text() == wchan:
-                    return
-            except OSError:
-                continue
-        time.sleep(0.02)
-    pytest.fail(f"no thread of the daemon waits in {wchan} after {timeout}s")
+                    return True
+        return False
+
+    wait_until(found, f"a thread of the daemon waiting in {wchan}")
 
 
-def _open_writer(fifo: Path, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
+def _open_writer(fifo: Path) -> int:
+    """A writer on ``fifo``, once a reader has it open (ENXIO until then)."""
+
+    def writer() -> int | None:
         try:
             return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as e:
-            if e.errno != errno.ENXIO or time.monotonic() > deadline:
+            if e.errno != errno.ENXIO:
                 raise
-        time.sleep(0.02)
+            return None
+
+    return wait_until(writer, "a reader of the FIFO")  # an fd > 2 (stdio is open): true
 
 
 def test_no_daemon_no_target(tmp_path: Path, world_dir: Path) -> None:

@@ -5,12 +5,12 @@ shipped policies/), and the exit status of `run --daemon` (as `run`'s: the targe
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 from supervisor.policy_path import policy_dirs
 from tests.helpers.daemon import RunClient, running_daemon
 from tests.helpers.run import HARMLESS, SECRET, Files, deny_list
+from tests.helpers.wait import wait_until
 
 
 def test_policy_search_order(tmp_path: Path, files: Files) -> None:
@@ -74,8 +74,5 @@ def test_run_daemon_exit_status(tmp_path: Path, files: Files, world_dir: Path) -
         assert code == 128 + signal.SIGTERM, err
 
 
-def deadline_wait(path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} not created within {timeout}s"
-        time.sleep(0.02)
+def deadline_wait(path: Path) -> None:
+    wait_until(path.exists, f"{path} created")

@@ -81,6 +81,15 @@ class DaemonProcess:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def file_count(self) -> int:
+        """The daemon's open fds that are not sockets (client connections close on their own
+        time): for checking that the fds it was sent are closed."""
+        count = 0
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            with contextlib.suppress(OSError):
+                count += not os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith("socket:")
+        return count
+
     def log_text(self) -> str:
         return "".join(p.read_text() for p in self.logs if p.exists())
 

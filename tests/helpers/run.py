@@ -41,10 +41,12 @@ INTERNAL_ERRORS = ("supervisor.failed", "supervisor.internal_error")
 
 
 def compile_target(name: str) -> Path:
-    """Compile tests/targets/NAME.c into tests/targets/bin/NAME when the source is newer."""
+    """Compile tests/targets/NAME.c into tests/targets/bin/NAME when the source (or common.h,
+    the targets' shared helpers) is newer."""
     src = TARGETS / f"{name}.c"
     exe = BIN / name
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+    newest = max(src.stat().st_mtime, (TARGETS / "common.h").stat().st_mtime)
+    if not exe.exists() or exe.stat().st_mtime < newest:
         BIN.mkdir(exist_ok=True)
         tmp = exe.with_name(f".{name}.{os.getpid()}.tmp")
         subprocess.run(["cc", "-O2", "-Wall", "-pthread", "-o", str(tmp), str(src)], check=True)

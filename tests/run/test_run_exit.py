@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.run import Files, Supervise, deny_list, read_line
+from tests.helpers.wait import wait_until
 
 
 @pytest.fixture
@@ -148,14 +148,13 @@ def test_sigkill_to_target_only(supervise: Supervise, policy: Path, target_bin) 
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 1, children
         os.kill(int(children[0]), signal.SIGKILL)
-        start = time.monotonic()
-        out, err = proc.communicate(timeout=20)
+        # run ends once its target is killed (a hang fails at communicate's deadline).
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 137, f"{out}\n{err}\n{log.read_text()}"
-    assert time.monotonic() - start < 10
 
 
 def _processes_naming(marker: str) -> list[int]:
@@ -191,7 +190,7 @@ def test_launcher_out_of_fds_fails_cleanly(policy: Path, target_bin) -> None:
             assert proc.returncode in (125, 126, 127), (limit, proc.returncode, proc.stderr)
             assert len(proc.stderr.strip().splitlines()) == 1, (limit, proc.stderr)
     assert 0 in statuses and 125 in statuses, statuses  # the range spans failure and success
-    deadline = time.monotonic() + 5
-    while (left := _processes_naming(str(policy))) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, left
+    wait_until(
+        lambda: not _processes_naming(str(policy)),
+        lambda: f"no process left behind: {_processes_naming(str(policy))}",
+    )

@@ -12,13 +12,13 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.run import POLICIES, Supervise, policy_text, race_counts, rule, toml_list
+from tests.helpers.wait import wait_until
 
 NET = ("connect", "bind", "sendto", "sendmsg", "sendmmsg")
 
@@ -677,9 +677,7 @@ class TcpSink:
                     self.received += len(data)
 
     def wait_for(self, count: int) -> int:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.received < count:
-            time.sleep(0.01)
+        wait_until(lambda: self.received >= count, lambda: f"{count} bytes ({self.received})")
         return self.received
 
 

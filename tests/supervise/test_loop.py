@@ -19,6 +19,7 @@ from supervisor.kernel.filter import build_filter
 from supervisor.policy import Policy, parse_policy, plan_filter
 from supervisor.supervise.loop import Supervisor
 from supervisor.target.launch import Launched, launch
+from tests.helpers.wait import wait_until_async
 
 
 def _policy(tmp: Path) -> Policy:
@@ -123,8 +124,7 @@ async def test_a_blocked_open_does_not_stall_other_notifications(tmp_path: Path)
     watchdog.start()
 
     async def release_fifo_when_done() -> None:
-        while not done.exists():
-            await trio.sleep(0.01)
+        await wait_until_async(done.exists, "the other opens done")
         release("loop")
 
     try:

@@ -12,6 +12,7 @@ from supervisor.kernel.filter import build_filter
 from supervisor.policy import parse_policy, plan_filter
 from supervisor.supervise.loop import Supervisor
 from supervisor.target.launch import launch
+from tests.helpers.wait import wait_until_async
 
 
 async def test_set_policy_resets_once(tmp_path: Path) -> None:
@@ -32,8 +33,7 @@ async def test_set_policy_resets_once(tmp_path: Path) -> None:
     sup = Supervisor(launched.listener, policy)
 
     async def reload_when_ready() -> None:
-        while not ready.exists():
-            await trio.sleep(0.01)
+        await wait_until_async(ready.exists, "the target ready")
         sup.set_policy(policy)
         go.touch()
 

@@ -14,6 +14,7 @@ from supervisor.kernel.filter import build_filter
 from supervisor.policy import parse_policy, plan_filter
 from supervisor.supervise.loop import Supervisor
 from supervisor.target.launch import launch
+from tests.helpers.wait import wait_until_async
 
 SYS_GETPPID = 110  # x86_64
 
@@ -42,8 +43,7 @@ async def test_set_policy_resets_counters(tmp_path: Path) -> None:
     sup = Supervisor(launched.listener, policy)
 
     async def reload_when_ready() -> None:
-        while not ready.exists():
-            await trio.sleep(0.01)
+        await wait_until_async(ready.exists, "the target ready")
         sup.set_policy(policy)
         go.touch()
 

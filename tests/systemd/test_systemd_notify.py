@@ -20,6 +20,7 @@ from supervisor.daemon import fdstore, systemd
 from supervisor.daemon.systemd import Notifier
 from supervisor.kernel import proc as proc_facts
 from tests.helpers.systemd import NotifySocket
+from tests.helpers.wait import wait_until_async
 
 
 @pytest.fixture
@@ -168,12 +169,18 @@ async def test_a_hung_loop_stops_the_pings(notify_socket: NotifySocket) -> None:
     n = Notifier.from_environ({"NOTIFY_SOCKET": notify_socket.env_value})
     async with trio.open_nursery() as nursery:
         nursery.start_soon(systemd.run_watchdog, n, 100_000)
-        await trio.sleep(0.3)
-        assert notify_socket.pending() >= 3
-        time.sleep(0.4)  # the event loop hangs: no task runs, no ping goes out
+        seen = 0
+
+        def pings(count: int) -> bool:
+            nonlocal seen
+            seen += notify_socket.pending()
+            return seen >= count
+
+        await wait_until_async(lambda: pings(3), "three pings")
+        time.sleep(0.4)  # the event loop hangs (the behaviour under test): no ping goes out
         assert notify_socket.pending() == 0
-        await trio.sleep(0.2)
-        assert notify_socket.pending() >= 1
+        seen = 0
+        await wait_until_async(lambda: pings(1), "a ping once the loop runs again")
         nursery.cancel_scope.cancel()
     n.close()
 

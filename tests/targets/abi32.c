@@ -15,15 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* The kernel clears r8-r11 on the way back from int $0x80. */
-static long int80(long nr, long a, long b, long c, long d) {
-    long ret;
-    __asm__ volatile("int $0x80"
-                     : "=a"(ret)
-                     : "a"(nr), "b"(a), "c"(b), "d"(c), "S"(d)
-                     : "memory", "r8", "r9", "r10", "r11");
-    return (int)ret;
-}
+#include "common.h"
 
 /* Memory below 4 GiB, where an i386 pointer can reach it. */
 static char *low_page(void) {
@@ -45,20 +37,21 @@ int main(int argc, char **argv) {
         snprintf(path, 4096, "%s", argv[i + 1]);
         long p = (long)(unsigned long)path, b = (long)(unsigned long)buf, r;
         if (!strcmp(op, "stat"))
-            r = int80(106, p, b, 0, 0);
+            r = int80_5(106, p, b, 0, 0);
         else if (!strcmp(op, "stat64"))
-            r = int80(195, p, b, 0, 0);
+            r = int80_5(195, p, b, 0, 0);
         else if (!strcmp(op, "lstat64"))
-            r = int80(196, p, b, 0, 0);
+            r = int80_5(196, p, b, 0, 0);
         else if (!strcmp(op, "oldstat"))
-            r = int80(18, p, b, 0, 0);
+            r = int80_5(18, p, b, 0, 0);
         else if (!strcmp(op, "fstatat64"))
-            r = int80(300, AT_FDCWD, p, b, AT_SYMLINK_NOFOLLOW);
+            r = int80_5(300, AT_FDCWD, p, b, AT_SYMLINK_NOFOLLOW);
         else if (!strcmp(op, "chown32"))
-            r = int80(212, p, -1, -1, 0);
+            r = int80_5(212, p, -1, -1, 0);
         else if (!strcmp(op, "shmget-ipc")) {
-            r = int80(117, 23 /* SHMGET */, atol(argv[i + 1]), 4096, 01000 /* IPC_CREAT */ | 0600);
-            if (r >= 0) int80(117, 24 /* SHMCTL */, r, 0 /* IPC_RMID */ | 0x100 /* IPC_64 */, 0);
+            r = int80_5(117, 23 /* SHMGET */, atol(argv[i + 1]), 4096,
+                        01000 /* IPC_CREAT */ | 0600);
+            if (r >= 0) int80_5(117, 24 /* SHMCTL */, r, 0 /* IPC_RMID */ | 0x100 /* IPC_64 */, 0);
         } else {
             fprintf(stderr, "abi32: unknown op %s\n", op);
             return 2;

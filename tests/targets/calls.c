@@ -29,13 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static void result(long ret) {
     if (ret < 0) {
-        const char *name = strerrorname_np(errno);
-        if (name)
-            printf("%s\n", name);
-        else
-            printf("E%d\n", errno);
+        print_errno(errno);
     } else {
         printf("OK:%ld\n", ret);
     }

@@ -38,37 +38,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static pid_t child_pid = -1;
 static int saved_fd = -1;
-
-static void print_errno(int e) {
-    const char *name = strerrorname_np(e);
-    if (name)
-        printf("%s\n", name);
-    else
-        printf("E%d\n", e);
-}
-
-static void print_status(long ret) {
-    if (ret < 0)
-        print_errno(errno);
-    else
-        printf("OK\n");
-}
-
-static void print_open(int fd) {
-    if (fd < 0) {
-        print_errno(errno);
-        return;
-    }
-    char buf[256];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n < 0) n = 0; /* mem at address 0, a directory: the open still worked */
-    buf[n] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
-    close(fd);
-    printf("OK:%s\n", buf);
-}
 
 static const char *subst(const char *path) {
     static char out[2][4096];
@@ -161,14 +134,6 @@ static void cap_eff(void) {
     }
     fclose(f);
     printf("ENOENT\n");
-}
-
-static int need(int argc, int i, int n, const char *op) {
-    if (i + n >= argc) {
-        fprintf(stderr, "credops: %s needs %d argument(s)\n", op, n);
-        exit(2);
-    }
-    return n;
 }
 
 static void kill_child(void) {

@@ -30,24 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 extern char **environ;
 
 static void fail_line(void) {
-    const char *name = strerrorname_np(errno);
-    if (name)
-        printf("%s\n", name);
-    else
-        printf("E%d\n", errno);
+    print_errno(errno);
     fflush(stdout);
-}
-
-static long int80(long nr, long a, long b, long c) {
-    long ret;
-    __asm__ volatile("int $0x80"
-                     : "=a"(ret)
-                     : "a"(nr), "b"(a), "c"(b), "d"(c)
-                     : "memory", "r8", "r9", "r10", "r11");
-    return (int)ret;
 }
 
 static char *low_area(void) {

@@ -15,13 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static void print_errno(int e) {
-    const char *name = strerrorname_np(e);
-    if (name)
-        printf("%s\n", name);
-    else
-        printf("E%d\n", e);
-}
+#include "common.h"
 
 static void *map(int fd, size_t size, off_t offset) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);

@@ -79,20 +79,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void print_errno(int e) {
-    const char *name = strerrorname_np(e);
-    if (name)
-        printf("%s\n", name);
-    else
-        printf("E%d\n", e);
-}
-
-static void print_status(long ret) {
-    if (ret < 0)
-        print_errno(errno);
-    else
-        printf("OK\n");
-}
+#include "common.h"
 
 static socklen_t inet_addr_of(const char *addr, const char *port, struct sockaddr_storage *ss) {
     memset(ss, 0, sizeof *ss);
@@ -122,16 +109,6 @@ static socklen_t unix_addr_of(const char *name, int abstract, struct sockaddr_un
     }
     memcpy(un->sun_path, name, len);
     return offsetof(struct sockaddr_un, sun_path) + len + 1;
-}
-
-/* A syscall through the i386 entry (int $0x80) of this 64-bit process. */
-static long int80(long nr, long a, long b, long c) {
-    long ret;
-    __asm__ volatile("int $0x80"
-                     : "=a"(ret)
-                     : "a"(nr), "b"(a), "c"(b), "d"(c)
-                     : "memory", "r8", "r9", "r10", "r11");
-    return ret;
 }
 
 static void *low_page(void) {

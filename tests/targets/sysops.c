@@ -39,40 +39,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static int saved_fd = -1;
-
-static void print_errno(int e) {
-    const char *name = strerrorname_np(e);
-    if (name)
-        printf("%s\n", name);
-    else
-        printf("E%d\n", e);
-}
-
-static void print_status(long ret) {
-    if (ret < 0)
-        print_errno(errno);
-    else
-        printf("OK\n");
-}
-
-/* An open's result: the errno, or OK and the first line of what the fd reads. */
-static void print_open(int fd) {
-    if (fd < 0) {
-        print_errno(errno);
-        return;
-    }
-    char buf[256];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n < 0) {
-        /* a directory, for instance: still an open that worked */
-        n = 0;
-    }
-    buf[n] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
-    close(fd);
-    printf("OK:%s\n", buf);
-}
 
 static const char *subst(const char *path) {
     static char out[4096];
@@ -107,17 +76,6 @@ static unsigned long long resolve_flags(const char *spec) {
     return flags;
 }
 
-/* A syscall through the i386 entry (int $0x80) of this 64-bit process. The kernel clears
- * r8-r11 on the way back. */
-static long int80(long nr, long a, long b, long c) {
-    long ret;
-    __asm__ volatile("int $0x80"
-                     : "=a"(ret)
-                     : "a"(nr), "b"(a), "c"(b), "d"(c)
-                     : "memory", "r8", "r9", "r10", "r11");
-    return (int)ret;
-}
-
 /* A copy of s below 4 GiB, where an i386 pointer can reach it. */
 static char *low_copy(const char *s) {
     char *low =
@@ -128,14 +86,6 @@ static char *low_copy(const char *s) {
     }
     snprintf(low, 4096, "%s", s);
     return low;
-}
-
-static int need(int argc, int i, int n, const char *op) {
-    if (i + n >= argc) {
-        fprintf(stderr, "sysops: %s needs %d argument(s)\n", op, n);
-        exit(2);
-    }
-    return n;
 }
 
 int main(int argc, char **argv) {
