@@ -65,8 +65,6 @@ FS_METHODS = frozenset(
 )  # fmt: skip
 POLICY_READER = "load_policy"
 
-XFAIL = pytest.mark.xfail(strict=True, reason="issue 8: being fixed")
-
 
 @dataclass(frozen=True)
 class Module:
@@ -484,7 +482,6 @@ def test_rule3_no_import_cycles() -> None:
     report(check_no_cycles)
 
 
-@XFAIL
 def test_rule4_no_private_names_across_modules() -> None:
     report(check_no_private_imports)
 

@@ -34,7 +34,7 @@ from functools import cache
 from supervisor._native import ffi, lib
 from supervisor.kernel._errors import check_neg
 from supervisor.policy import ArgCondition, FilterPlan, KernelAction, KernelRule
-from supervisor.policy.tables._syscall_names import I386_NUMBERS, X86_64_NUMBERS
+from supervisor.policy.tables.syscalls import I386_NUMBERS, X86_64_NUMBERS
 
 ARCH_NAMES: Mapping[int, str] = {
     lib.SCMP_ARCH_X86_64: "x86_64",

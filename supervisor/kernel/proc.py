@@ -219,6 +219,8 @@ def own_netns_identity() -> tuple[int, int]:
     fd's fstat with it."""
     st = os.stat("/proc/thread-self/ns/net")
     return st.st_dev, st.st_ino
+
+
 # ---- the target's view: its root, cwd and fds as objects (see the module doc) ----
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC

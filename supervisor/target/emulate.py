@@ -72,8 +72,6 @@ def own_fs() -> None:
         _fs.own = True
 
 
-
-
 @dataclass
 class PreparedOpen:
     """An allowed open, ready to be performed (possibly on a worker thread: see may_block)."""

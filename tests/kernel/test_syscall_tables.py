@@ -26,7 +26,7 @@ from supervisor.policy import (
     load_policy,
     plan_filter,
 )
-from supervisor.policy.tables._syscall_names import I386_NUMBERS, X86_64_NUMBERS
+from supervisor.policy.tables.syscalls import I386_NUMBERS, X86_64_NUMBERS
 from tests.helpers import cbpf
 from tests.helpers.kernel import finish, next_notification, notify_plan, start
 from tests.helpers.run import POLICIES, ROOT, compile_target

@@ -41,11 +41,17 @@ static void result(long r) {
 }
 
 static void read_result(int fd) {
-    if (fd < 0) { result(-1); return; }
+    if (fd < 0) {
+        result(-1);
+        return;
+    }
     char buf[256];
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
-    if (n < 0) { result(-1); return; }
+    if (n < 0) {
+        result(-1);
+        return;
+    }
     buf[n] = 0;
     buf[strcspn(buf, "\n")] = 0;
     printf("OK:%s\n", buf);
@@ -61,18 +67,27 @@ static const char *fill(const char *path, char *out, size_t len) {
 static int recv_fd(const char *sock) {
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0) return -1;
-    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
     snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
-    if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) { close(s); return -1; }
+    if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(s);
+        return -1;
+    }
     char byte;
-    struct iovec iov = { &byte, 1 };
-    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                        .msg_controllen = sizeof(u.buf) };
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
     ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
     close(s);
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    if (n != 1 || !c || c->cmsg_type != SCM_RIGHTS) { errno = EPROTO; return -1; }
+    if (n != 1 || !c || c->cmsg_type != SCM_RIGHTS) {
+        errno = EPROTO;
+        return -1;
+    }
     int fd;
     memcpy(&fd, CMSG_DATA(c), sizeof(fd));
     return fd;

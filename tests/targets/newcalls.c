@@ -46,11 +46,14 @@
 #define AT_RECURSIVE 0x8000
 #endif
 
-struct xattr_args { uint64_t value; uint32_t size; uint32_t flags; };
+struct xattr_args {
+    uint64_t value;
+    uint32_t size;
+    uint32_t flags;
+};
 
 /* The kernel clears r8-r11 on the way back from int $0x80; ebp carries the sixth argument. */
-static long int80(long nr, long a, long b, long c, long d, long e, long f)
-{
+static long int80(long nr, long a, long b, long c, long d, long e, long f) {
     long ret;
     register long rdi __asm__("rdi") = e;
     register long r12 __asm__("r12") = f;
@@ -61,17 +64,15 @@ static long int80(long nr, long a, long b, long c, long d, long e, long f)
     return (int)ret;
 }
 
-static long sys64(long nr, long a, long b, long c, long d, long e, long f)
-{
+static long sys64(long nr, long a, long b, long c, long d, long e, long f) {
     long r = syscall(nr, a, b, c, d, e, f);
     return r < 0 ? -errno : r;
 }
 
 /* Memory below 4 GiB, where an i386 pointer can reach it. */
-static char *low(size_t size)
-{
-    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-                   -1, 0);
+static char *low(size_t size) {
+    char *p =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (p == MAP_FAILED) {
         perror("newcalls: mmap MAP_32BIT");
         exit(2);
@@ -79,14 +80,12 @@ static char *low(size_t size)
     return p;
 }
 
-static void put_errno(long r)
-{
+static void put_errno(long r) {
     const char *name = strerrorname_np((int)-r);
     printf("%s\n", name ? name : "E?");
 }
 
-static char *str(const char *s)
-{
+static char *str(const char *s) {
     char *p = low(4096);
     snprintf(p, 4096, "%s", s);
     return p;
@@ -94,16 +93,14 @@ static char *str(const char *s)
 
 #define L(p) ((long)(uintptr_t)(p))
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     char *buf = low(65536);
     struct xattr_args *args = (struct xattr_args *)low(4096);
     for (int i = 1; i < argc;) {
         const char *op = argv[i++];
         int i386 = strncmp(op, "i386_", 5) == 0;
-        if (i386)
-            op += 5;
+        if (i386) op += 5;
         long (*call)(long, long, long, long, long, long, long) = i386 ? int80 : sys64;
         const char *a1 = i < argc ? argv[i] : "";
         const char *a2 = i + 1 < argc ? argv[i + 1] : "";
@@ -117,8 +114,8 @@ int main(int argc, char **argv)
             r = call(atol(a1) | X32_BIT, 0, 0, 0, 0, 0, 0);
             i += 1;
         } else if (!strcmp(op, "tree_read")) {
-            r = call(NR_open_tree_attr, AT_FDCWD, L(str(a1)), OPEN_TREE_CLONE | AT_RECURSIVE, 0,
-                     0, 0);
+            r = call(NR_open_tree_attr, AT_FDCWD, L(str(a1)), OPEN_TREE_CLONE | AT_RECURSIVE, 0, 0,
+                     0);
             i += 2;
             if (r >= 0) {
                 int fd = openat((int)r, a2, O_RDONLY);
@@ -134,18 +131,24 @@ int main(int argc, char **argv)
         } else if (!strcmp(op, "setacl")) {
             /* struct posix_acl_xattr_header + 3 entries {u16 tag, u16 perm, u32 id} */
             uint32_t *h = (uint32_t *)buf;
-            h[0] = 2;                          /* POSIX_ACL_XATTR_VERSION */
+            h[0] = 2; /* POSIX_ACL_XATTR_VERSION */
             uint16_t *e = (uint16_t *)(buf + 4);
-            e[0] = 0x01; e[1] = 6; *(uint32_t *)(e + 2) = 0xffffffff;  /* ACL_USER_OBJ rw- */
-            e[4] = 0x04; e[5] = 4; *(uint32_t *)(e + 6) = 0xffffffff;  /* ACL_GROUP_OBJ r-- */
-            e[8] = 0x20; e[9] = 4; *(uint32_t *)(e + 10) = 0xffffffff; /* ACL_OTHER r-- */
+            e[0] = 0x01;
+            e[1] = 6;
+            *(uint32_t *)(e + 2) = 0xffffffff; /* ACL_USER_OBJ rw- */
+            e[4] = 0x04;
+            e[5] = 4;
+            *(uint32_t *)(e + 6) = 0xffffffff; /* ACL_GROUP_OBJ r-- */
+            e[8] = 0x20;
+            e[9] = 4;
+            *(uint32_t *)(e + 10) = 0xffffffff; /* ACL_OTHER r-- */
             args->value = L(buf);
             args->size = 4 + 3 * 8;
             r = call(NR_setxattrat, AT_FDCWD, L(str(a1)), 0, L(str("system.posix_acl_access")),
                      L(args), sizeof(*args));
             i += 1;
-        } else if (!strcmp(op, "getx") || !strcmp(op, "getx_nofollow")
-                   || !strcmp(op, "getx_empty")) {
+        } else if (!strcmp(op, "getx") || !strcmp(op, "getx_nofollow") ||
+                   !strcmp(op, "getx_empty")) {
             args->value = L(buf);
             args->size = 4096;
             long dirfd = AT_FDCWD, flags = !strcmp(op, "getx_nofollow") ? AT_SYMLINK_NOFOLLOW : 0;
@@ -156,8 +159,7 @@ int main(int argc, char **argv)
                 flags = AT_EMPTY_PATH;
             }
             r = call(NR_getxattrat, dirfd, L(path), flags, L(str(a2)), L(args), sizeof(*args));
-            if (dirfd >= 0)
-                close((int)dirfd);
+            if (dirfd >= 0) close((int)dirfd);
             i += 2;
             if (r >= 0) {
                 printf("OK:%.*s\n", (int)r, buf);
@@ -190,8 +192,7 @@ int main(int argc, char **argv)
             i += 1;
             if (r >= 0) {
                 for (long k = 0; k + 1 < r; k++)
-                    if (buf[k] == 0)
-                        buf[k] = ',';
+                    if (buf[k] == 0) buf[k] = ',';
                 printf("OK:%.*s\n", r > 0 ? (int)r - 1 : 0, buf);
                 continue;
             }

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ._syscall_names import ALL_NAMES, I386_NAMES, X86_64_NAMES
+from ._syscall_names import I386_NUMBERS as I386_NUMBERS  # re-exported: kernel/filter.py
+from ._syscall_names import X86_64_NUMBERS as X86_64_NUMBERS
 
 ARCH_X86_64 = "x86_64"
 ARCH_I386 = "i386"
