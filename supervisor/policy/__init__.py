@@ -20,7 +20,15 @@ from .errors import PolicyError
 from .match.globs import GlobError, compile_globs, glob_match, glob_to_regex
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
 from .parse import load_policy, parse_policy
-from .plan import FilterPlan, KernelAction, KernelRule, explain, kernel_action, plan_filter
+from .plan import (
+    FilterPlan,
+    KernelAction,
+    KernelRule,
+    explain,
+    kernel_action,
+    plan_filter,
+    plan_tamper_guard,
+)
 from .request import Decision, Request
 from .tables.constants import ERRNOS, SYMBOLS, errno_name
 from .tables.groups import GROUPS, Group, expand
@@ -80,6 +88,7 @@ __all__ = [
     "parse_policy",
     "path_args",
     "plan_filter",
+    "plan_tamper_guard",
     "rule_syscalls",
     "rules_by_syscall",
 ]

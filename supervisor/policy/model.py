@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .capabilities import Capabilities
 from .match.addresses import AddressPattern
 from .match.sockaddr import ADDRESS_SYSCALLS
 from .tables.syscalls import PATH_SYSCALLS
@@ -199,6 +200,8 @@ class Policy:
     warnings: tuple[str, ...]
     seed: int | None = None  # policy-level seed of fault injection (a rule's own seed wins)
     phases: tuple[str, ...] = ()  # in order; the policy starts in the first
+    # ``[capabilities]``: what the launcher drops before the target execs (nothing by default)
+    capabilities: Capabilities = Capabilities()
 
 
 def rule_syscalls(rule: Rule) -> frozenset[str]:

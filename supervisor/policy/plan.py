@@ -301,3 +301,82 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
     )
     lines.extend(f"warning: {w}" for w in policy.warnings)
     return lines
+
+
+# -- the tamper guard -----------------------------------------------------------------------
+EPERM_ACTION = KernelAction("errno", errno.EPERM)
+_PID_MASK = 0xFFFFFFFF  # pid_t is 32 bits: the kernel ignores a register's upper half
+# Syscalls that act on another process named by pid (signals, limits, scheduling, tracing,
+# memory), with the argument that holds the pid.
+_PID_ARGS: tuple[tuple[str, int], ...] = (
+    ("kill", 0),
+    ("tkill", 0),
+    ("tgkill", 0),
+    ("tgkill", 1),
+    ("rt_sigqueueinfo", 0),
+    ("rt_tgsigqueueinfo", 0),
+    ("rt_tgsigqueueinfo", 1),
+    ("pidfd_open", 0),
+    ("prlimit64", 0),
+    ("sched_setaffinity", 0),
+    ("sched_setscheduler", 0),
+    ("sched_setparam", 0),
+    ("sched_setattr", 0),
+    ("ptrace", 1),
+    ("process_vm_readv", 0),
+    ("process_vm_writev", 0),
+    ("migrate_pages", 0),
+    ("move_pages", 0),
+)
+_PRIO_PROCESS, _PRIO_PGRP = 0, 1
+_IOPRIO_WHO_PROCESS, _IOPRIO_WHO_PGRP = 1, 2
+
+
+def _pid_is(index: int, pid: int) -> ArgCondition:
+    return ArgCondition(index, "&=", pid & _PID_MASK, _PID_MASK)
+
+
+def plan_tamper_guard(pid: int, pgid: int | None) -> FilterPlan:
+    """A filter of its own, installed under the policy's: the process ``pid`` (the supervisor,
+    or the launcher that holds the listener) cannot be signalled, traced, read, re-limited or
+    re-scheduled by the target, whatever the policy says. ``pgid``: the process group the
+    target shares with it, when it does (then kill(0, ...), kill(-pgid, ...), setpriority and
+    ioprio_set of that group are refused too). kill(-1, ...) (every process) is always refused.
+
+    Pure data, decided in the kernel (EPERM); the kernel runs every filter and the most
+    restrictive answer wins, so no rule of the policy can let these through."""
+    rules = [KernelRule(name, EPERM_ACTION, (_pid_is(index, pid),)) for name, index in _PID_ARGS]
+    rules.append(KernelRule("kill", EPERM_ACTION, (_pid_is(0, -1),)))
+    rules.append(KernelRule("kill", EPERM_ACTION, (_pid_is(0, -pid),)))
+    rules.append(
+        KernelRule(
+            "setpriority", EPERM_ACTION, (ArgCondition(0, "==", _PRIO_PROCESS), _pid_is(1, pid))
+        )
+    )
+    rules.append(
+        KernelRule(
+            "ioprio_set",
+            EPERM_ACTION,
+            (ArgCondition(0, "==", _IOPRIO_WHO_PROCESS), _pid_is(1, pid)),
+        )
+    )
+    if pgid is not None:
+        for group in {0, pgid}:
+            rules.append(KernelRule("kill", EPERM_ACTION, (_pid_is(0, -group),)))
+            rules.append(
+                KernelRule(
+                    "setpriority",
+                    EPERM_ACTION,
+                    (ArgCondition(0, "==", _PRIO_PGRP), _pid_is(1, group)),
+                )
+            )
+            rules.append(
+                KernelRule(
+                    "ioprio_set",
+                    EPERM_ACTION,
+                    (ArgCondition(0, "==", _IOPRIO_WHO_PGRP), _pid_is(1, group)),
+                )
+            )
+    unique = tuple(dict.fromkeys(rules))
+    names = frozenset(r.syscall for r in unique)
+    return FilterPlan(ALLOW, unique, frozenset(), names)

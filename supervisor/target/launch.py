@@ -9,6 +9,15 @@ runc does, so the child never has to send it (a notified sendmsg would deadlock)
 the parent let the child exec: the listener is close-on-exec, so exec before we hold a copy would
 leave the target with no supervisor (ENOSYS on its first notified syscall).
 
+Before its filters the child drops privileges (``drop_privileges`` in C): the capabilities the
+policy's ``[capabilities]`` names leave its bounding, ambient, inheritable, permitted and
+effective sets, and with ``run --user`` it takes the user's groups, gid and uid. All of that is
+done with no_new_privs already set and before any filter, so no policy rule can get in the way
+of the launcher's own calls, and the filter is installed by an unprivileged process (which
+no_new_privs permits). Under the policy's filter the child first installs the tamper guard
+(``plan_tamper_guard``), a small filter of its own that refuses, by value, signals and process
+calls naming the launcher (our pid, our process group, kill(-1)).
+
 Exec failures come back on a close-on-exec pipe as (stage, errno); the supervisor reads it while
 it already serves notifications, because exec itself may be a notified syscall.
 """
@@ -17,14 +26,19 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import struct
 import time
 from dataclasses import dataclass
+from functools import cache
 
 from supervisor.kernel import proc, spawn
+from supervisor.kernel.filter import build_filter
 from supervisor.kernel.kcmp import same_file
 from supervisor.kernel.pidfd import pidfd_getfd, pidfd_open
 from supervisor.kernel.seccomp import ListenerFd
+from supervisor.policy import plan_tamper_guard
+from supervisor.policy.capabilities import Capabilities
 
 EXIT_LAUNCHER_FAILED = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -36,6 +50,9 @@ _STAGES = {
     spawn.STAGE_NNP: "cannot set no_new_privs",
     spawn.STAGE_SECCOMP: "cannot install the seccomp filter",
     spawn.STAGE_EXEC: "cannot execute",
+    spawn.STAGE_CAPS: "cannot drop capabilities",
+    spawn.STAGE_USER: "cannot change to the target user",
+    spawn.STAGE_GUARD: "cannot install the tamper guard filter",
 }
 
 
@@ -53,6 +70,48 @@ class Launched:
     pidfd: int
     listener: ListenerFd
     exec_status_fd: int  # EOF: exec succeeded; 8 bytes: (stage, errno) of a failure
+
+
+@dataclass(frozen=True)
+class TargetUser:
+    """Who the target runs as with ``run --user``: uid, gid and supplementary groups."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    name: str
+
+
+def resolve_user(spec: str) -> TargetUser:
+    """``--user`` as given: a user name or uid in the user database (its primary group and its
+    groups from the group database), or ``UID:GID`` (numbers, no supplementary groups, need
+    not exist). Raises LaunchError (125) for an unknown user."""
+    uid_text, sep, gid_text = spec.partition(":")
+    if sep:
+        if not (uid_text.isdigit() and gid_text.isdigit()):
+            raise LaunchError(EXIT_LAUNCHER_FAILED, f"--user {spec}: UID:GID must be numbers")
+        return TargetUser(int(uid_text), int(gid_text), (), spec)
+    try:
+        entry = pwd.getpwuid(int(spec)) if spec.isdigit() else pwd.getpwnam(spec)
+    except (KeyError, OverflowError):
+        raise LaunchError(
+            EXIT_LAUNCHER_FAILED,
+            f"--user {spec}: no such user in the user database (give UID:GID for a bare uid)",
+        ) from None
+    groups = tuple(dict.fromkeys([entry.pw_gid, *os.getgrouplist(entry.pw_name, entry.pw_gid)]))
+    return TargetUser(entry.pw_uid, entry.pw_gid, groups, entry.pw_name)
+
+
+@cache
+def last_capability() -> int:
+    """The kernel's highest capability number."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def tamper_guard_program() -> bytes:
+    """The tamper guard's BPF for a target launched by this process (it stays in our group)."""
+    return build_filter(plan_tamper_guard(os.getpid(), os.getpgrp()))
 
 
 def exec_failure(data: bytes, command: str) -> LaunchError:
@@ -126,16 +185,23 @@ def launch(
     env: dict[str, str] | None = None,
     timeout: float = 10.0,
     wait_killable: bool = True,
+    capabilities: Capabilities | None = None,
+    user: TargetUser | None = None,
 ) -> Launched:
     """Fork ``argv`` under the BPF ``program``; return once we hold its listener and have let it
     exec. Raises LaunchError (exit code 125) when the launcher itself fails.
 
     ``wait_killable=False`` installs the filter without WAIT_KILLABLE_RECV, so that any signal
     interrupts a notified syscall even after a supervisor received it (restarted and notified
-    afresh): `run --daemon` relies on it to recover notifications a crashed daemon had taken."""
+    afresh): `run --daemon` relies on it to recover notifications a crashed daemon had taken.
+
+    ``capabilities`` (a policy's ``[capabilities]``) are dropped and ``user`` taken in the child
+    before its filters are installed; the tamper guard is always installed."""
     if not argv:
         raise LaunchError(EXIT_LAUNCHER_FAILED, "no command given")
     environ = os.environ if env is None else env
+    guard = tamper_guard_program()
+    dropped = (capabilities or Capabilities()).dropped(last_capability())
     flags = spawn.FILTER_FLAG_NEW_LISTENER
     if wait_killable:
         flags |= spawn.FILTER_FLAG_WAIT_KILLABLE_RECV
@@ -143,7 +209,17 @@ def launch(
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = spawn.spawn(argv, environ, program, flags, go_r, err_w)
+        pid = spawn.spawn(
+            argv,
+            environ,
+            program,
+            flags,
+            go_r,
+            err_w,
+            guard=guard,
+            cap_drop=sum(1 << c for c in dropped),
+            user=None if user is None else (user.uid, user.gid, user.groups),
+        )
     except OSError as e:
         os.close(go_w)
         os.close(err_r)

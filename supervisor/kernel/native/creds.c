@@ -170,6 +170,11 @@ int sv_creds_enter(const struct sv_creds *want, struct sv_creds *saved) {
         return -1;
     }
     if (sv_creds_get(saved) < 0) return -1;
+    /* Nested (as_supervisor inside as_creds), the thread may hold a target's empty effective
+       set: raise it to the permitted one first, or setgroups lacks CAP_SETGID (a target with
+       supplementary groups, e.g. under `run --user`, could then not open its own /proc/self). */
+    if (raw_capset(saved->cap_permitted, saved->cap_permitted, saved->cap_inheritable) < 0)
+        return -1;
     gid_t groups[SV_MAX_GROUPS];
     for (int i = 0; i < want->ngroups; i++) groups[i] = want->groups[i];
     if (syscall(SYS_setgroups, want->ngroups, groups) < 0) {

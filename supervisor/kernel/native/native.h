@@ -86,10 +86,29 @@ struct sv_spawn_error {
     int stage;
     int err;
 };
-enum { SV_STAGE_NNP = 1, SV_STAGE_SECCOMP = 2, SV_STAGE_EXEC = 3, SV_STAGE_GO = 4 };
+enum {
+    SV_STAGE_NNP = 1,
+    SV_STAGE_SECCOMP = 2,
+    SV_STAGE_EXEC = 3,
+    SV_STAGE_GO = 4,
+    SV_STAGE_CAPS = 5,
+    SV_STAGE_USER = 6,
+    SV_STAGE_GUARD = 7
+};
+/* What the child drops before it installs its filters (supervisor/target/launch.py). */
+struct sv_spawn_creds {
+    uint64_t cap_drop; /* capability bits to drop: bounding, ambient, inheritable, P, E */
+    int set_user;      /* 1: setgroups(groups), setresgid(gid), setresuid(uid) */
+    uint32_t uid;
+    uint32_t gid;
+    int ngroups;
+    const uint32_t *groups;
+};
 int sv_spawn(const char *file, char *const argv[], char *const envp[],
              const struct sock_filter *filter, unsigned short filter_len,
-             unsigned int seccomp_flags, int go_fd, int err_fd);
+             const struct sock_filter *guard, unsigned short guard_len,
+             unsigned int seccomp_flags, const struct sv_spawn_creds *creds, int go_fd,
+             int err_fd);
 
 /* ---- resolve.c: path resolution and emulated opens (supervisor/target/resolve.py, emulate.py) */
 int sv_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
