@@ -35,14 +35,16 @@ from supervisor.cli.child import (
 from supervisor.daemon.client import Client, DaemonError, DaemonUnavailable
 from supervisor.kernel.filter import FilterError, build_filter
 from supervisor.policy import PolicyError, parse_policy, plan_filter
-from supervisor.target.launch import Launched, LaunchError, launch
+from supervisor.target.launch import Launched, LaunchError, TargetUser, launch
 from supervisor.target.recover import kick
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
 
 
-def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any) -> int:
+def run_via_daemon(
+    control: str, policy_name: str, command: list[str], log: Any, user: TargetUser | None = None
+) -> int:
     if os.sep in policy_name or policy_name.endswith(".toml"):
         return fail(
             f"run --daemon: -p takes a policy name the daemon knows, not a file ({policy_name!r})"
@@ -63,7 +65,9 @@ def run_via_daemon(control: str, policy_name: str, command: list[str], log: Any)
         return fail(str(e))
     block_relayed_signals()
     try:
-        launched = launch(command, program, wait_killable=False)
+        launched = launch(
+            command, program, wait_killable=False, capabilities=policy.capabilities, user=user
+        )
     except LaunchError as e:
         client.close()
         return fail(str(e), e.exit_code)

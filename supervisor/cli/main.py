@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="hand the target to the daemon at control socket PATH instead of supervising it "
         f"here (default {DEFAULT_CONTROL}); -p is then a policy name the daemon knows",
     )
+    run.add_argument(
+        "--user",
+        metavar="USER",
+        help="run COMMAND as USER (a name or uid from the user database, with its groups; or "
+        "UID:GID): the strongest protection, as the target then has no root to use",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     run.set_defaults(func=cmd_run)
     add_daemon_commands(sub)

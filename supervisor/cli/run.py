@@ -28,7 +28,14 @@ from supervisor.kernel.seccomp import check_notif_sizes
 from supervisor.policy import Policy, PolicyError, load_policy, plan_filter
 from supervisor.policy_path import find_policy
 from supervisor.supervise.loop import Supervisor
-from supervisor.target.launch import EXIT_LAUNCHER_FAILED, Launched, LaunchError, launch
+from supervisor.target.launch import (
+    EXIT_LAUNCHER_FAILED,
+    Launched,
+    LaunchError,
+    TargetUser,
+    launch,
+    resolve_user,
+)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,8 +45,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not command:
         return fail("run: no command given (usage: seccomp-supervisor run [-p POLICY] -- CMD)")
     log = structlog.get_logger(PROG)
+    user: TargetUser | None = None
+    if args.user is not None:
+        try:
+            user = resolve_user(args.user)
+        except LaunchError as e:
+            return fail(str(e), e.exit_code)
     if args.daemon is not None:
-        return run_via_daemon(args.daemon, args.policy, command, log)
+        return run_via_daemon(args.daemon, args.policy, command, log, user)
     try:
         check_notif_sizes()
         policy = load_policy(find_policy(args.policy))
@@ -52,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("policy.advisory", policy=policy.name, detail=warning)
     block_relayed_signals()
     try:
-        launched = launch(command, program)
+        launched = launch(command, program, capabilities=policy.capabilities, user=user)
     except LaunchError as e:
         return fail(str(e), e.exit_code)
     except OSError as e:  # pipes, fds: the launcher could not even start
