@@ -294,6 +294,9 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
             f"phases: {' -> '.join(policy.phases)} (starts in {policy.phases[0]}, only moves "
             "forward; rules with `phase` apply only in those phases)"
         )
+    caps = policy.capabilities
+    if caps.drop or caps.keep is not None:
+        lines.append(caps.describe())
     lines.append(
         f"default: {_describe_action(policy.default, policy.default_errno)} "
         f"[kernel: {plan.default.describe()}]; {len(plan.notified)} syscalls reach the "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..advisory import advisory_warnings
+from ..capabilities import Capabilities, parse_capabilities
 from ..errors import PolicyError
 from ..model import Action, Policy
 from ..twins import abi_warnings, ipc_warnings
@@ -60,6 +61,9 @@ def policy(ctx: Context, data: dict[str, Any], fallback_name: str | None) -> Pol
         if len(set(phases)) != len(phases):
             raise top_err("phases", "phase names must be unique")
         ctx.phases = tuple(phases)
+    capabilities = Capabilities()
+    if "capabilities" in data:
+        capabilities = parse_capabilities(data["capabilities"], ctx.where.lines, ctx.source)
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
         raise top_err("rule", "rules must be an array of tables: write [[rule]]")
@@ -87,6 +91,7 @@ def policy(ctx: Context, data: dict[str, Any], fallback_name: str | None) -> Pol
         warnings=warnings,
         seed=ctx.seed,
         phases=ctx.phases,
+        capabilities=capabilities,
     )
 
 

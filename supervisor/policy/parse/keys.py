@@ -19,7 +19,8 @@ FORMAT_VERSION = 1
 DEFAULT_ERRNO = ERRNOS["EPERM"]
 FAIL_ERRNO = ERRNOS["EIO"]
 TOP_KEYS = frozenset(
-    {"version", "name", "description", "default", "default_errno", "rule"} | {"seed", "phases"}
+    {"version", "name", "description", "default", "default_errno", "rule"}
+    | {"seed", "phases", "capabilities"}
 )
 RULE_KEYS = frozenset({"name", "syscalls", "path", "args", "action", "errno", "address"})
 # Stateful rules and answering actions (docs/policy.md "Fault injection, values, limits").
