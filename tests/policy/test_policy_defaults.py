@@ -44,7 +44,17 @@ def test_writes_to_kernel_knobs_refused(engine: Engine, path: str) -> None:
             engine.decide(req("open", 0, flags, paths=(path,))),
         ):
             assert d.action is Action.DENY and d.errno in (errno.EACCES, errno.EROFS), (path, flags)
-    for syscall in ("creat", "openat2", "truncate", "chmod", "unlink", "setxattr"):
+    for syscall in (
+        "creat",
+        "openat2",
+        "truncate",
+        "chmod",
+        "unlink",
+        "setxattr",
+        "setxattrat",
+        "removexattrat",
+        "file_setattr",
+    ):
         assert engine.decide(req(syscall, paths=(path,))).action is Action.DENY, syscall
     rename = engine.decide(req("rename", paths=(path, "/tmp/x")))
     assert rename.action is Action.DENY
