@@ -92,3 +92,20 @@ def test_a_capability_error_names_file_line_and_key(supervise: Supervise) -> Non
     assert f"{policy}:7: capabilities.drop: unknown capability 'CAP_SYS_ADMINN'" in r.stderr, (
         r.stderr
     )
+
+
+def test_run_daemon_drops_them_and_guards_run_too(tmp_path: Path) -> None:
+    """`run --daemon` launches through the same launcher: capabilities of the daemon's copy of
+    `default` dropped, and `run` (the target's parent, holding a listener copy) guarded."""
+    from tests.helpers.daemon import RunClient, running_daemon
+
+    script = "grep -E '^Cap' /proc/self/status; kill -0 $PPID 2>/dev/null; echo kill=$?"
+    with running_daemon(tmp_path) as daemon:
+        run = RunClient(daemon, "default", ["sh", "-c", script])
+        code, out, err = run.wait()
+    assert code == 0, err
+    lines = out.splitlines()
+    got = cap_sets(lines)
+    for name in SETS:
+        assert got[name] & bits(*DEFAULT_DROPS) == 0, (name, hex(got[name]))
+    assert lines[-1] == "kill=1"
