@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cache
 
 from supervisor._native import ffi, lib
 
@@ -20,6 +21,13 @@ STAGE_USER: int = lib.SV_STAGE_USER
 STAGE_GUARD: int = lib.SV_STAGE_GUARD
 FILTER_FLAG_NEW_LISTENER: int = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER
 FILTER_FLAG_WAIT_KILLABLE_RECV: int = lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+
+
+@cache
+def last_capability() -> int:
+    """The kernel's highest capability number (bits above it cannot be dropped or held)."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
 
 
 def spawn(

@@ -30,7 +30,6 @@ import pwd
 import struct
 import time
 from dataclasses import dataclass
-from functools import cache
 
 from supervisor.kernel import proc, spawn
 from supervisor.kernel.filter import build_filter
@@ -100,13 +99,6 @@ def resolve_user(spec: str) -> TargetUser:
         ) from None
     groups = tuple(dict.fromkeys([entry.pw_gid, *os.getgrouplist(entry.pw_name, entry.pw_gid)]))
     return TargetUser(entry.pw_uid, entry.pw_gid, groups, entry.pw_name)
-
-
-@cache
-def last_capability() -> int:
-    """The kernel's highest capability number."""
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        return int(f.read())
 
 
 def tamper_guard_program() -> bytes:
@@ -201,7 +193,7 @@ def launch(
         raise LaunchError(EXIT_LAUNCHER_FAILED, "no command given")
     environ = os.environ if env is None else env
     guard = tamper_guard_program()
-    dropped = (capabilities or Capabilities()).dropped(last_capability())
+    dropped = (capabilities or Capabilities()).dropped(spawn.last_capability())
     flags = spawn.FILTER_FLAG_NEW_LISTENER
     if wait_killable:
         flags |= spawn.FILTER_FLAG_WAIT_KILLABLE_RECV
