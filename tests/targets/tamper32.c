@@ -8,8 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static long int80(long nr, long a, long b, long c, long d)
-{
+static long int80(long nr, long a, long b, long c, long d) {
     long ret;
     __asm__ volatile("int $0x80"
                      : "=a"(ret)
@@ -18,23 +17,21 @@ static long int80(long nr, long a, long b, long c, long d)
     return (int)ret;
 }
 
-static void show(long r)
-{
+static void show(long r) {
     if (r < 0)
         printf("%s\n", strerrorname_np((int)-r));
     else
         printf("OK\n");
 }
 
-int main(void)
-{
+int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     long sup = getppid();
-    show(int80(37, sup, 0, 0, 0));         /* kill */
-    show(int80(37, -1, 0, 0, 0));          /* kill(-1) */
-    show(int80(270, sup, sup, 0, 0));      /* tgkill */
-    show(int80(434, sup, 0, 0, 0));        /* pidfd_open (the fd, if any, dies with us) */
-    show(int80(340, sup, 7, 0, 0));        /* prlimit64, reading only */
-    show(int80(37, getpid(), 0, 0, 0));    /* kill of self: allowed */
+    show(int80(37, sup, 0, 0, 0));      /* kill */
+    show(int80(37, -1, 0, 0, 0));       /* kill(-1) */
+    show(int80(270, sup, sup, 0, 0));   /* tgkill */
+    show(int80(434, sup, 0, 0, 0));     /* pidfd_open (the fd, if any, dies with us) */
+    show(int80(340, sup, 7, 0, 0));     /* prlimit64, reading only */
+    show(int80(37, getpid(), 0, 0, 0)); /* kill of self: allowed */
     return 0;
 }

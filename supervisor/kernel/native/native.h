@@ -106,9 +106,8 @@ struct sv_spawn_creds {
 };
 int sv_spawn(const char *file, char *const argv[], char *const envp[],
              const struct sock_filter *filter, unsigned short filter_len,
-             const struct sock_filter *guard, unsigned short guard_len,
-             unsigned int seccomp_flags, const struct sv_spawn_creds *creds, int go_fd,
-             int err_fd);
+             const struct sock_filter *guard, unsigned short guard_len, unsigned int seccomp_flags,
+             const struct sv_spawn_creds *creds, int go_fd, int err_fd);
 
 /* ---- resolve.c: path resolution and emulated opens (supervisor/target/resolve.py, emulate.py) */
 int sv_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);

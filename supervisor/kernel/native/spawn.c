@@ -1,12 +1,12 @@
 /* The launcher's child (supervisor/target/launch.py): fork, filter, wait for the parent, exec. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <linux/capability.h>
 
 #include "native.h"
 
@@ -60,9 +60,8 @@ static int drop_privileges(const struct sv_spawn_creds *creds, int *stage) {
 
 int sv_spawn(const char *file, char *const argv[], char *const envp[],
              const struct sock_filter *filter, unsigned short filter_len,
-             const struct sock_filter *guard, unsigned short guard_len,
-             unsigned int seccomp_flags, const struct sv_spawn_creds *creds, int go_fd,
-             int err_fd) {
+             const struct sock_filter *guard, unsigned short guard_len, unsigned int seccomp_flags,
+             const struct sv_spawn_creds *creds, int go_fd, int err_fd) {
     pid_t pid = fork();
     if (pid != 0) return pid; /* parent, or -1 */
 
