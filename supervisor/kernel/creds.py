@@ -194,3 +194,29 @@ def as_supervisor() -> Iterator[None]:
         return
     with as_creds(_own_creds()):
         yield
+
+
+def _status_ids(text: str, key: str) -> list[int]:
+    for line in text.splitlines():
+        if line.startswith(key):
+            return [int(v, 16 if key.startswith("Cap") else 10) for v in line.split()[1:]]
+    raise ValueError(f"no {key} line in /proc status")
+
+
+def access_creds(tid: int, creds: Creds) -> Creds:
+    """What access(2) and faccessat(2) without AT_EACCESS check with: the kernel's
+    access_override_creds, for thread ``tid`` whose filesystem credentials are ``creds``. The
+    REAL uid and gid stand in for fsuid and fsgid, and the capabilities are none, or the
+    permitted set when the real uid is 0 (none at all outside our user namespace, as
+    read_creds). SECURE_NO_SETUID_FIXUP is not looked at (the kernel then keeps CapEff)."""
+    fd = os.open(f"/proc/{int(tid)}/status", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        text = os.read(fd, 65536).decode("latin-1")
+    finally:
+        os.close(fd)
+    uid = _status_ids(text, "Uid:")[0]
+    gid = _status_ids(text, "Gid:")[0]
+    caps = _status_ids(text, "CapPrm:")[0] if uid == 0 else 0
+    if caps and not in_own_userns(tid):
+        caps = 0
+    return Creds(fsuid=uid, fsgid=gid, groups=creds.groups, cap_effective=caps, umask=creds.umask)

@@ -1,4 +1,4 @@
-"""Reading the target's memory, each read bracketed by ID_VALID checks.
+"""Reading and writing the target's memory, each access bracketed by ID_VALID checks.
 
 process_vm_readv(2) is used rather than /proc/TID/mem: one syscall instead of open, pread and
 close, with the same access check (PTRACE_MODE_ATTACH_REALCREDS). The notification id is checked
@@ -7,6 +7,12 @@ the read, the thread was alive throughout, so the tid was not reused and the byt
 process that made the syscall. The bytes are still untrusted input: the target may change them
 the moment we have read them, which is why allows never resume a syscall whose pointer arguments
 were inspected (see ``supervisor.supervise.act``).
+
+Writes (the result of a stat, readlink or getxattr the supervisor performed for the target:
+``write_bytes``) go the same way, with process_vm_writev (``sv_write_spans_checked``), which
+honours the target's page protections as the kernel's copy_to_user does (a read-only or unmapped
+buffer is EFAULT; /proc/TID/mem would write through read-only mappings). The id is checked
+before and after; a write that fails, even in part, is EFAULT for the target.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from typing import Any
 from supervisor._native import ffi, lib
 
 PATH_MAX = 4096
+
+
+# The largest answer written back (an xattr value or list: XATTR_SIZE_MAX, XATTR_LIST_MAX).
+WRITE_MAX = 65536
 
 
 class TargetGone(Exception):
@@ -64,3 +74,33 @@ class MemoryReader:
         if ret < 0:
             self.fail(ret)
         return bytes(ffi.buffer(self.buf, ret))
+
+    def write_bytes(
+        self,
+        notif_id: int,
+        tid: int,
+        addr: int,
+        data: bytes,
+        spans: tuple[tuple[int, int], ...] = (),
+    ) -> None:
+        """Write ``data`` at ``addr`` in the target, or only its ``spans`` ((offset, length)
+        pairs, the bytes between them left as they are). TargetGone when the notification is no
+        longer valid (before or after the write); TargetMemoryError(EFAULT) when any byte could
+        not be written."""
+        if len(data) > WRITE_MAX:
+            raise TargetMemoryError(errno.E2BIG, "answer too large")
+        if not data:
+            return
+        if spans:
+            if any(off < 0 or n < 0 or off + n > len(data) for off, n in spans):
+                raise ValueError("span outside the data")
+            flat = ffi.new("uint32_t[]", [v for span in spans for v in span])
+            ret = lib.sv_write_spans_checked(
+                self.listener, notif_id, tid, addr, data, flat, len(spans)
+            )
+        else:
+            ret = lib.sv_write_checked(self.listener, notif_id, tid, addr, data, len(data))
+        if ret == -errno.ENOENT:
+            raise TargetGone()
+        if ret < 0:
+            raise TargetMemoryError(-ret, "cannot write target memory")

@@ -33,6 +33,7 @@ from .request import Decision, Request
 from .tables.constants import ERRNOS, SYMBOLS, errno_name
 from .tables.groups import GROUPS, Group, expand
 from .tables.syscalls import (
+    ANSWERED_SYSCALLS,
     ARCH_I386,
     ARCH_X86_64,
     EMULATED_SYSCALLS,
@@ -48,6 +49,7 @@ from .tables.syscalls import (
 )
 
 __all__ = [
+    "ANSWERED_SYSCALLS",
     "ARCH_I386",
     "ARCH_X86_64",
     "EMULATED_SYSCALLS",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from supervisor.kernel.seccomp import Notification
+from supervisor.supervise.answers import AnswerCalls
 from supervisor.supervise.context import Context
 from supervisor.supervise.exec.calls import ExecCalls
 from supervisor.supervise.net.calls import NetCalls
@@ -54,5 +55,6 @@ def make_handlers(ctx: Context) -> Handlers:
     table: tuple[Handler, ...] = (
         exec_calls,  # execve, execveat under exec rules (supervise/exec/)
         NetCalls(ctx),  # connect, bind, sends, i386 socketcall under address rules (net/)
+        AnswerCalls(ctx),  # stat, access, readlink, getxattr under path rules (answers.py)
     )
     return Handlers(table, exec_calls)

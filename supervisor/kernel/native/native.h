@@ -55,6 +55,26 @@ int sv_kcmp(int pid1, int pid2, int type, unsigned long idx1, unsigned long idx2
 long sv_read_checked(int listener, uint64_t id, int pid, uint64_t addr, void *buf, size_t len);
 long sv_read_string_checked(int listener, uint64_t id, int pid, uint64_t addr, char *buf,
                             size_t maxlen);
+/* Writes (an answered stat, readlink, getxattr: supervisor/kernel/memory.py). */
+enum { SV_WRITE_MAX_SPANS = 8 };
+long sv_write_spans_checked(int listener, uint64_t id, int pid, uint64_t addr, const void *buf,
+                            const uint32_t *spans, int nspans);
+long sv_write_checked(int listener, uint64_t id, int pid, uint64_t addr, const void *buf,
+                      size_t len);
+
+/* ---- answer.c: what an answered stat, access, readlink performs (supervisor/kernel/answer.py) */
+enum {
+    SV_STAT_X86_64 = 0,  /* fstat: x86_64 struct stat, 144 bytes */
+    SV_STAT_I386 = 1,    /* i386 fstat: struct stat, 64 bytes */
+    SV_STAT64_I386 = 2,  /* i386 fstat64: struct stat64, 96 bytes (packed) */
+    SV_OLDSTAT_I386 = 3, /* i386 oldfstat: struct __old_kernel_stat, 32 bytes */
+    SV_STAT_SIZE_MAX = 144,
+    SV_STATX_SIZE = 256,
+};
+long sv_fstat_abi(int fd, int kind, void *out, size_t outlen);
+long sv_statx_fd(int fd, int flags, unsigned int mask, void *out);
+long sv_faccess_fd(int fd, int mode);
+long sv_readlink_fd(int fd, char *out, size_t outlen);
 
 /* ---- creds.c: per-thread credentials ---- */
 enum { SV_MAX_GROUPS = 256 };

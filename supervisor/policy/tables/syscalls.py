@@ -226,9 +226,20 @@ I386_PATH_SYSCALLS: Mapping[str, tuple[PathArg, ...]] = MappingProxyType(
 
 OPEN_SYSCALLS: frozenset[str] = frozenset({"open", "openat", "openat2", "creat"})
 
+# Answered by the supervisor after a path inspection: performed on the object it resolved and
+# checked, the result written into the target's memory (supervisor/supervise/answers.py).
+ANSWERED_SYSCALLS: frozenset[str] = frozenset(
+    {
+        *("stat", "lstat", "newfstatat", "statx", "oldstat", "oldlstat"),
+        *("stat64", "lstat64", "fstatat64"),
+        *("access", "faccessat", "faccessat2", "readlink", "readlinkat"),
+        *("getxattr", "lgetxattr", "getxattrat", "listxattr", "llistxattr", "listxattrat"),
+    }
+)
+
 # Syscalls the supervisor performs itself (TOCTOU-safe). Allows of other path syscalls that
 # depended on the path are advisory.
-EMULATED_SYSCALLS: frozenset[str] = OPEN_SYSCALLS
+EMULATED_SYSCALLS: frozenset[str] = OPEN_SYSCALLS | ANSWERED_SYSCALLS
 
 KNOWN_SYSCALLS: frozenset[str] = ALL_NAMES
 X86_64_SYSCALLS: frozenset[str] = X86_64_NAMES
