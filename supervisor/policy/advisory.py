@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from .match.argv import EXEC_SYSCALLS
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
-from .tables.syscalls import EMULATED_SYSCALLS
+from .tables.syscalls import ANSWERED_SYSCALLS, EMULATED_SYSCALLS
 
 # After an address check (supervisor/netcalls.py): bind is always performed by the supervisor.
 # connect, sendto and sendmsg are performed on IPv4/IPv6 sockets but resumed (advisory) on unix
@@ -110,6 +110,25 @@ def o_path_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, froze
         hit = {
             name
             for name in rule_syscalls(rule) & O_PATH_SYSCALLS
+            if _inspected_allow(rule, name, table, default)
+        }
+        if hit:
+            out[rule.name] = frozenset(hit)
+    return out
+
+
+def answered_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, frozenset[str]]:
+    """Per rule name: the ANSWERED_SYSCALLS (stat, access, readlink, getxattr families) that can
+    be allowed after this rule's path inspection: performed by the supervisor on the object it
+    checked, the result written into the target's memory (supervisor/supervise/answers.py)."""
+    table = rules_by_syscall(rules)
+    out: dict[str, frozenset[str]] = {}
+    for rule in rules:
+        if not rule.paths:
+            continue
+        hit = {
+            name
+            for name in rule_syscalls(rule) & ANSWERED_SYSCALLS
             if _inspected_allow(rule, name, table, default)
         }
         if hit:

@@ -247,6 +247,7 @@ def test_policy_check_reports_deciders(tmp_path, supervise: Supervise, files: Fi
             rule("no-mkdir", "deny", syscalls=["mkdir"]),
             rule("public", "allow", syscalls=["openat"], path=[files.allowed]),
             rule("stat-tmp", "allow", syscalls=["newfstatat"], path=["/tmp/**"]),
+            rule("chdir-tmp", "allow", syscalls=["chdir"], path=["/tmp/**"]),
             rule("the-rest", "allow", syscalls=["@known"]),
         )
     )
@@ -258,7 +259,11 @@ def test_policy_check_reports_deciders(tmp_path, supervise: Supervise, files: Fi
     assert "kernel" in out.lower() and "supervisor" in out.lower(), out
     assert "ADVISORY" in out, out
     advisory = [ln for ln in out.splitlines() if "ADVISORY for" in ln]
-    assert any("stat-tmp" in ln for ln in advisory), out
+    assert any("chdir-tmp" in ln for ln in advisory), out
+    # stat is answered: performed on the checked object, the struct written back (answers.py)
+    assert not any("stat-tmp" in ln for ln in advisory), out
+    stat_line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("stat-tmp "))
+    assert "ANSWERED (performed, result written back): fstatat64, newfstatat" in stat_line, out
     assert not any("public" in ln for ln in advisory), out
     # an allowed open is performed by the supervisor, except with O_PATH: resumed, advisory
     public = next(ln for ln in out.splitlines() if ln.lstrip().startswith("public "))
