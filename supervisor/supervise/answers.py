@@ -1,5 +1,6 @@
-"""Answered syscalls: an allowed stat, statx, access, readlink or getxattr/listxattr whose path
-was inspected is performed by the supervisor, and its result written into the target's memory.
+"""Answered syscalls: an allowed stat, statx, statfs, access, readlink or getxattr/listxattr
+whose path was inspected is performed by the supervisor, and its result written into the
+target's memory.
 
 Resumed with CONTINUE, such a call would be advice: a thread of the target racing the path
 buffer (or a symlink) makes the kernel stat, read the link or the xattrs of a denied file after
@@ -43,8 +44,9 @@ STATX__RESERVED = 0x80000000
 XATTR_NAME_MAX = 255
 XATTR_ARGS_SIZE = 16  # struct xattr_args, version 0
 PAGE_SIZE = 4096
+STATFS64_SIZE = 84  # i386 struct statfs64 (packed)
 
-_STAT, _STATX, _ACCESS, _READLINK, _GETXATTR, _LISTXATTR = range(6)
+_STAT, _STATX, _ACCESS, _READLINK, _GETXATTR, _LISTXATTR, _STATFS = range(7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,9 @@ CALLS: dict[tuple[str, str], _Call] = {
     ("i386", "stat64"): _Call(_STAT, out=1, kind=answer.STAT64_I386),
     ("i386", "lstat64"): _Call(_STAT, out=1, kind=answer.STAT64_I386),
     ("i386", "fstatat64"): _Call(_STAT, out=2, kind=answer.STAT64_I386, flags=3, valid=_FSTATAT),
+    ("x86_64", "statfs"): _Call(_STATFS, out=1, kind=answer.STATFS_X86_64),
+    ("i386", "statfs"): _Call(_STATFS, out=1, kind=answer.STATFS_I386),
+    ("i386", "statfs64"): _Call(_STATFS, out=2, size=1, kind=answer.STATFS64_I386),
 }
 
 
@@ -211,6 +216,9 @@ class AnswerCalls:
             size &= 0xFFFFFFFF
             if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or size & STATX__RESERVED:
                 raise _Invalid(errno.EINVAL)
+        elif op == _STATFS:
+            if call.size >= 0 and size != STATFS64_SIZE:
+                raise _Invalid(errno.EINVAL)  # i386 statfs64's sz: sizeof(struct statfs64)
         elif op == _ACCESS:
             if int32(size) & ~0o7:
                 raise _Invalid(errno.EINVAL)
@@ -253,6 +261,8 @@ def _perform(call: _Call, r: Resolved, creds: Creds, a: _Args) -> Answer:
     op = call.op
     if op == _STAT:
         return perform.stat_answer(r, creds, call.kind)
+    if op == _STATFS:
+        return perform.statfs_answer(r, creds, call.kind, a.size)
     if op == _STATX:
         return perform.statx_answer(r, creds, a.flags, a.size)
     if op == _ACCESS:

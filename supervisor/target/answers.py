@@ -1,11 +1,11 @@
-"""Perform an allowed stat, statx, access, readlink or getxattr/listxattr for the target, on the
-object the supervisor resolved and checked: what the kernel would answer the target, and
-nothing of any other file.
+"""Perform an allowed stat, statx, statfs, access, readlink or getxattr/listxattr for the
+target, on the object the supervisor resolved and checked: what the kernel would answer the
+target, and nothing of any other file.
 
 The caller resolves the target's path once, under the target's credentials (search permission
 is the target's: a directory it cannot search is EACCES, as in the kernel), and decides on the
 canonical path of the object it then holds as an O_PATH fd (``Resolved``). The operation here
-acts on that fd: ``fstat``/``statx``/``readlinkat``/``faccessat2`` with an empty path,
+acts on that fd: ``fstat``/``fstatfs``/``statx``/``readlinkat``/``faccessat2`` with an empty path,
 ``getxattr``/``listxattr`` of its /proc/self/fd/N (which lands on the very object, a symlink
 too; an O_PATH fd is EBADF for fgetxattr and getxattrat's AT_EMPTY_PATH). A racing thread that
 rewrites the path buffer or swaps a symlink after the check changes nothing: the fd is the
@@ -53,6 +53,13 @@ def stat_answer(r: Resolved, creds: Creds, kind: int) -> Answer:
         data = answer.fstat_bytes(r.fd, kind)
     spans = answer.STAT64_SPANS if kind == answer.STAT64_I386 else ()
     return Answer(0, data, spans)
+
+
+def statfs_answer(r: Resolved, creds: Creds, kind: int, size: int) -> Answer:
+    """The statfs struct of ABI ``kind`` (kernel.answer.STATFS_*) of the object's filesystem."""
+    with as_creds(creds):
+        data = answer.fstatfs_bytes(r.fd, kind, size)
+    return Answer(0, data)
 
 
 def statx_answer(r: Resolved, creds: Creds, flags: int, mask: int) -> Answer:

@@ -125,6 +125,9 @@ def _dumps(tree: Tree) -> list[str]:
         ("access", pub), ("faccessat", one), ("faccessat2", tree.root), ("access32", missing),
         ("getxattr", pub), ("lgetxattr", one), ("getxattrat", pub), ("getxattr32", pub),
         ("listxattr", pub), ("listxattrat", pub), ("getxattr", tree.root),
+        # the target's own magic links: its exe, not the supervisor's
+        ("readlinkat", "/proc/self/exe"), ("stat", "/proc/self/exe"),
+        ("readlink32", "/proc/self/exe"),
     ]  # fmt: skip
     return [str(x) for op, path in ops for x in ("dump", op, path)]
 
@@ -176,3 +179,43 @@ def test_lookup_with_the_targets_credentials(supervise: Supervise, target_bin, t
         assert r.returncode == 0, r.explain()
         assert r.lines == control.splitlines(), r.explain()
         assert [line[: len(w)] for line, w in zip(r.lines, want, strict=True)] == want
+
+
+@pytest.fixture
+def two_tmpfs(world_dir: Path):
+    """Two tmpfs mounts of different sizes (256 and 512 blocks of 4 KiB), a file in each, at
+    paths of the same length: statfs of one tells them apart."""
+    mounts = [world_dir / "ma", world_dir / "mb"]
+    done = []
+    try:
+        for m, size in zip(mounts, ("1m", "2m"), strict=True):
+            m.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", m], check=True)
+            done.append(m)
+            (m / "f").write_text("x\n")
+        yield mounts[0] / "f", mounts[1] / "f"
+    finally:
+        for m in done:
+            subprocess.run(["umount", "-l", m], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["statfs", "statfs32", "statfs64-32"])
+def test_statfs_is_answered(supervise: Supervise, target_bin, two_tmpfs, op: str) -> None:
+    """statfs of the flipped path never reports the denied file's filesystem, and its struct is
+    the kernel's (on a tmpfs nothing else writes to)."""
+    a, d = two_tmpfs
+    pol = supervise.policy(deny_list(d, errno="EPERM"))
+    r = supervise(pol, [target_bin("answers"), "race", op, a, d, str(CALLS), "256", "512"])
+    m = re.fullmatch(
+        r"calls=(\d+) allowed=(\d+) leaked=(\d+) refused=(\d+) other=(\d+)", r.stdout.strip()
+    )
+    assert r.returncode == 0 and m, r.explain()
+    _calls, allowed, leaked, refused, other = map(int, m.groups())
+    assert leaked == 0 and other == 0, m.group(0)
+    assert allowed > 0 and refused > 0, m.group(0)
+    cmd = [str(target_bin("answers")), "dump", op, str(a), "dump", op, str(a.parent / "nope")]
+    control = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
+    r = supervise(pol, cmd)
+    assert r.lines == control, r.explain()
+    assert control[0].startswith("RET  0 "), control

@@ -1,5 +1,6 @@
-/* answers: the stat, statx, access, readlink and getxattr families, x86_64 and i386 (int $0x80),
- * for the answered-syscall tests (tests/run/test_run_answers.py). Commands, one output line each:
+/* answers: the stat, statx, statfs, access, readlink and getxattr families, x86_64 and i386
+ * (int $0x80), for the answered-syscall tests (tests/run/test_run_answers.py). Commands, one
+ * output line each:
  *
  *   dropuid UID            setresgid/setresuid to UID (raw syscalls): "OK" or the errno name
  *   realuid UID            the real uid and gid only (effective and saved stay 0): access(2)
@@ -8,15 +9,16 @@
  *                          "RET <ret or errno name> <hex of the buffer>"
  *   efault OP PATH         OP with a read-only output buffer: "OK" or the errno name
  *   race OP A D N KA KD    a thread flips the path buffer between A and D (same length) while
- *                          OP runs N times; each result's key (stat: the size; readlink, getxattr:
- *                          the bytes; listxattr: the names; access: "0"; an error: E:NAME) is
- *                          counted: "calls=N allowed=<key KA> leaked=<key KD> refused=<other
- *                          E:> other=<anything else>"
+ *                          OP runs N times; each result's key (stat: the size; statfs: f_blocks;
+ *                          readlink, getxattr: the bytes; listxattr: the names; access: "0"; an
+ *                          error: E:NAME) is counted: "calls=N allowed=<key KA> leaked=<key KD>
+ *                          refused=<other E:> other=<anything else>"
  *
- * OPs: stat lstat newfstatat newfstatat-nofollow statx statx-nofollow readlink readlinkat access
- * faccessat faccessat2 getxattr lgetxattr getxattrat listxattr listxattrat, and the i386 ones
- * stat32 lstat32 oldstat32 stat64-32 lstat64-32 fstatat64-32 statx32 readlink32 access32
- * getxattr32. Paths and buffers live below 4 GiB (MAP_32BIT) so that both ABIs can use them.
+ * OPs: stat lstat newfstatat newfstatat-nofollow statx statx-nofollow statfs readlink readlinkat
+ * access faccessat faccessat2 getxattr lgetxattr getxattrat listxattr listxattrat, and the i386
+ * ones stat32 lstat32 oldstat32 stat64-32 lstat64-32 fstatat64-32 statx32 statfs32 statfs64-32
+ * readlink32 access32 getxattr32. Paths and buffers live below 4 GiB (MAP_32BIT) so that both
+ * ABIs can use them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -90,6 +92,8 @@ static const struct op OPS[] = {
     {"lstat64-32", 'S', 44, 8}, {"fstatat64-32", 'S', 44, 8},
     {"statx32", 'S', 40, 8},    {"readlink32", 'B', 0, 0},
     {"access32", 'N', 0, 0},    {"getxattr32", 'B', 0, 0},
+    {"statfs", 'S', 16, 8},     {"statfs32", 'S', 8, 4},
+    {"statfs64-32", 'S', 8, 8},
 };
 
 static const struct op *find(const char *op) {
@@ -129,6 +133,9 @@ static long run(const char *op, char *out) {
         return sys(syscall(464, AT_FDCWD, path, 0, name, &xa, sizeof xa));
     if (!strcmp(op, "listxattr")) return sys(syscall(SYS_listxattr, path, out, BUF));
     if (!strcmp(op, "listxattrat")) return sys(syscall(465, AT_FDCWD, path, 0, out, BUF));
+    if (!strcmp(op, "statfs")) return sys(syscall(SYS_statfs, path, out));
+    if (!strcmp(op, "statfs32")) return int80(99, p, o, 0, 0);
+    if (!strcmp(op, "statfs64-32")) return int80(268, p, 84, o, 0);
     if (!strcmp(op, "stat32")) return int80(106, p, o, 0, 0);
     if (!strcmp(op, "lstat32")) return int80(107, p, o, 0, 0);
     if (!strcmp(op, "oldstat32")) return int80(18, p, o, 0, 0);

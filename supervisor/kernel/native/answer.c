@@ -18,12 +18,33 @@
 
 static __thread char *low_page;
 
+/* This thread's page below 4 GiB, zeroed where a struct goes; NULL when it cannot be mapped. */
+static char *low_buffer(void) {
+    if (!low_page) {
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+                       -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        low_page = p;
+    }
+    memset(low_page, 0, SV_STAT_SIZE_MAX);
+    return low_page;
+}
+
 /* The kernel clears r8-r11 on the way back from int $0x80. */
 static long int80(long nr, long a, long b) {
     long ret;
     __asm__ volatile("int $0x80"
                      : "=a"(ret)
                      : "a"(nr), "b"(a), "c"(b)
+                     : "memory", "r8", "r9", "r10", "r11");
+    return (int)ret;
+}
+
+static long int80_3(long nr, long a, long b, long c) {
+    long ret;
+    __asm__ volatile("int $0x80"
+                     : "=a"(ret)
+                     : "a"(nr), "b"(a), "c"(b), "d"(c)
                      : "memory", "r8", "r9", "r10", "r11");
     return (int)ret;
 }
@@ -41,16 +62,11 @@ long sv_fstat_abi(int fd, int kind, void *out, size_t outlen) {
         return r < 0 ? -errno : 0;
     }
     if (kind < SV_STAT_I386 || kind > SV_OLDSTAT_I386 || outlen < SV_STAT_SIZE_MAX) return -EINVAL;
-    if (!low_page) {
-        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-                       -1, 0);
-        if (p == MAP_FAILED) return -ENOMEM;
-        low_page = p;
-    }
-    memset(low_page, 0, SV_STAT_SIZE_MAX);
-    long r = int80(i386_fstat_nr[kind], fd, (long)(uintptr_t)low_page);
+    char *low = low_buffer();
+    if (!low) return -ENOMEM;
+    long r = int80(i386_fstat_nr[kind], fd, (long)(uintptr_t)low);
     if (r < 0) return r;
-    memcpy(out, low_page, SV_STAT_SIZE_MAX);
+    memcpy(out, low, SV_STAT_SIZE_MAX);
     return 0;
 }
 
@@ -67,4 +83,25 @@ long sv_faccess_fd(int fd, int mode) {
 long sv_readlink_fd(int fd, char *out, size_t outlen) {
     ssize_t r = readlinkat(fd, "", out, outlen);
     return r < 0 ? -errno : (long)r;
+}
+
+static const long i386_fstatfs_nr[] = {
+    [SV_STATFS_I386] = 100,   /* fstatfs: struct statfs (compat) */
+    [SV_STATFS64_I386] = 269, /* fstatfs64(fd, sz, buf): struct statfs64 (compat, packed) */
+};
+
+long sv_fstatfs_abi(int fd, int kind, unsigned int sz, void *out, size_t outlen) {
+    if (outlen < SV_STAT_SIZE_MAX) return -EINVAL;
+    if (kind == SV_STATFS_X86_64) {
+        long r = syscall(SYS_fstatfs, fd, out);
+        return r < 0 ? -errno : 0;
+    }
+    if (kind != SV_STATFS_I386 && kind != SV_STATFS64_I386) return -EINVAL;
+    char *low = low_buffer();
+    if (!low) return -ENOMEM;
+    long r = kind == SV_STATFS_I386 ? int80(i386_fstatfs_nr[kind], fd, (long)(uintptr_t)low)
+                                    : int80_3(i386_fstatfs_nr[kind], fd, sz, (long)(uintptr_t)low);
+    if (r < 0) return r;
+    memcpy(out, low, SV_STAT_SIZE_MAX);
+    return 0;
 }

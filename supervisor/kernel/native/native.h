@@ -64,14 +64,18 @@ long sv_write_checked(int listener, uint64_t id, int pid, uint64_t addr, const v
 
 /* ---- answer.c: what an answered stat, access, readlink performs (supervisor/kernel/answer.py) */
 enum {
-    SV_STAT_X86_64 = 0,  /* fstat: x86_64 struct stat, 144 bytes */
-    SV_STAT_I386 = 1,    /* i386 fstat: struct stat, 64 bytes */
-    SV_STAT64_I386 = 2,  /* i386 fstat64: struct stat64, 96 bytes (packed) */
-    SV_OLDSTAT_I386 = 3, /* i386 oldfstat: struct __old_kernel_stat, 32 bytes */
+    SV_STAT_X86_64 = 0,   /* fstat: x86_64 struct stat, 144 bytes */
+    SV_STAT_I386 = 1,     /* i386 fstat: struct stat, 64 bytes */
+    SV_STAT64_I386 = 2,   /* i386 fstat64: struct stat64, 96 bytes (packed) */
+    SV_OLDSTAT_I386 = 3,  /* i386 oldfstat: struct __old_kernel_stat, 32 bytes */
+    SV_STATFS_X86_64 = 4, /* fstatfs: x86_64 struct statfs, 120 bytes */
+    SV_STATFS_I386 = 5,   /* i386 fstatfs: struct statfs, 64 bytes */
+    SV_STATFS64_I386 = 6, /* i386 fstatfs64: struct statfs64, 84 bytes (packed) */
     SV_STAT_SIZE_MAX = 144,
     SV_STATX_SIZE = 256,
 };
 long sv_fstat_abi(int fd, int kind, void *out, size_t outlen);
+long sv_fstatfs_abi(int fd, int kind, unsigned int sz, void *out, size_t outlen);
 long sv_statx_fd(int fd, int flags, unsigned int mask, void *out);
 long sv_faccess_fd(int fd, int mode);
 long sv_readlink_fd(int fd, char *out, size_t outlen);

@@ -231,7 +231,7 @@ OPEN_SYSCALLS: frozenset[str] = frozenset({"open", "openat", "openat2", "creat"}
 ANSWERED_SYSCALLS: frozenset[str] = frozenset(
     {
         *("stat", "lstat", "newfstatat", "statx", "oldstat", "oldlstat"),
-        *("stat64", "lstat64", "fstatat64"),
+        *("stat64", "lstat64", "fstatat64", "statfs", "statfs64"),
         *("access", "faccessat", "faccessat2", "readlink", "readlinkat"),
         *("getxattr", "lgetxattr", "getxattrat", "listxattr", "llistxattr", "listxattrat"),
     }
