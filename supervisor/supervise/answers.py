@@ -5,8 +5,11 @@ target's memory.
 Resumed with CONTINUE, such a call would be advice: a thread of the target racing the path
 buffer (or a symlink) makes the kernel stat, read the link or the xattrs of a denied file after
 the check (its existence, size, owner, times, link target, xattr values leak). Here the path is
-read once, resolved under the target's credentials, decided on the object we then hold
-(``target.answers``) and the call acts on that object; the struct, link or value goes back with
+read once and resolved as the supervisor (the resolver's C fast path): a denial is answered at
+that cost. An allow reads the target's credentials; when they differ from ours the path is
+resolved again under them (the target's search permissions; access(2) with its real ids) and
+decided again on the object reached. The call then acts on the object we hold
+(``target.answers``); the struct, link or value goes back with
 ``ctx.memory.write_bytes`` (process_vm_writev between two ID_VALIDs: a buffer the target cannot
 be written at is EFAULT, as from the kernel), the return value with ``supervise.reply``.
 
@@ -22,15 +25,22 @@ import errno
 from dataclasses import dataclass
 
 from supervisor.kernel import answer
-from supervisor.kernel.creds import Creds, access_creds, read_creds
+from supervisor.kernel.creds import Creds, access_creds, read_creds, switch_is_noop
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import TargetGone, TargetMemoryError
 from supervisor.kernel.seccomp import Notification
-from supervisor.policy import ANSWERED_SYSCALLS, Action, Request
+from supervisor.policy import ANSWERED_SYSCALLS, Action, Decision, Request
 from supervisor.supervise import reply
 from supervisor.supervise.act import act, allowed
 from supervisor.supervise.context import Context
-from supervisor.supervise.requests import budget_facts, dirfd_arg, follows, int32, path_specs
+from supervisor.supervise.requests import (
+    budget_facts,
+    dirfd_arg,
+    errno_as_target,
+    follows,
+    int32,
+    path_specs,
+)
 from supervisor.target import answers as perform
 from supervisor.target.answers import Answer
 from supervisor.target.resolve import Resolved
@@ -146,36 +156,41 @@ class AnswerCalls:
         except TargetMemoryError as e:
             reply.refuse(ctx, n, name, e.errno or errno.EFAULT, reason="bad pointer")
             return
+        dirfd = dirfd_arg(args[spec.dirfd]) if spec.dirfd is not None else None
+        follow = follows(spec, flags)
+        empty_ok = bool(spec.empty_path_flag and flags & spec.empty_path_flag)
+        resolver = ctx.resolver
         try:
-            creds = read_creds(n.pid)
-            if call.op == _ACCESS and not checked.flags & AT_EACCESS:
-                creds = access_creds(n.pid, creds)  # access(2) checks with the REAL ids
-        except (OSError, ValueError):
-            if not ctx.listener.id_valid(n.id):
-                raise TargetGone() from None
-            raise
-        try:
-            r = ctx.resolver.resolve(
-                n.pid,
-                dirfd_arg(args[spec.dirfd]) if spec.dirfd is not None else None,
-                path,
-                follow=follows(spec, flags),
-                empty_path_ok=bool(spec.empty_path_flag and flags & spec.empty_path_flag),
-                creds=creds,
-            )
+            # As the supervisor first (the resolver's C fast path): a denial needs nothing more.
+            r = resolver.resolve(n.pid, dirfd, path, follow=follow, empty_path_ok=empty_ok)
         except OSError as e:
-            # The lookup as the target makes it (its credentials): the kernel's errno.
-            reply.error(ctx, n, e.errno or errno.EACCES)
+            reply.error(ctx, n, errno_as_target(ctx, n, name, (spec,)) or e.errno or errno.EACCES)
             return
+        held = [r]
         try:
             request = Request(n.pid, name, arch, args, (r.full_path,))
-            engine = ctx.engine
-            if engine.has_budgets:
-                request = budget_facts(ctx, n, request)
-            decision = engine.decide(request)
+            decision = self._decide(n, request)
             if decision.action not in (Action.ALLOW, Action.LOG):
                 act(ctx, n, request, decision)
                 return
+            creds = self._creds(n, call, checked)
+            if not switch_is_noop(creds):
+                # The lookup as the target makes it (its search permissions, for access(2) its
+                # real ids), decided again on the object it reaches.
+                r.close()
+                try:
+                    r = resolver.resolve(
+                        n.pid, dirfd, path, follow=follow, empty_path_ok=empty_ok, creds=creds
+                    )
+                except OSError as e:
+                    reply.error(ctx, n, e.errno or errno.EACCES)
+                    return
+                held.append(r)
+                request = Request(n.pid, name, arch, args, (r.full_path,))
+                decision = self._decide(n, request)
+                if decision.action not in (Action.ALLOW, Action.LOG):
+                    act(ctx, n, request, decision)
+                    return
             allowed(ctx, n, request, decision)
             try:
                 if not r.exists:
@@ -189,7 +204,8 @@ class AnswerCalls:
                 reply.error(ctx, n, e.errno or errno.EIO)
                 return
         finally:
-            r.close()
+            for h in held:
+                h.close()
         if result.data:
             try:
                 ctx.memory.write_bytes(n.id, n.pid, checked.out, result.data, result.spans)
@@ -199,6 +215,25 @@ class AnswerCalls:
         elif not ctx.listener.id_valid(n.id):
             raise TargetGone()
         reply.value(ctx, n, result.ret)
+
+    def _decide(self, n: Notification, request: Request) -> Decision:
+        engine = self.ctx.engine
+        if engine.has_budgets:
+            request = budget_facts(self.ctx, n, request)
+        return engine.decide(request)
+
+    def _creds(self, n: Notification, call: _Call, checked: _Args) -> Creds:
+        """The credentials the call is checked with: the target's filesystem ones; for access
+        and faccessat without AT_EACCESS its real uid and gid (access_override_creds)."""
+        try:
+            creds = read_creds(n.pid)
+            if call.op == _ACCESS and not checked.flags & AT_EACCESS:
+                creds = access_creds(n.pid, creds)
+        except (OSError, ValueError):
+            if not self.ctx.listener.id_valid(n.id):
+                raise TargetGone() from None
+            raise
+        return creds
 
     def _check(self, n: Notification, call: _Call, mask: int) -> _Args:
         """The kernel's checks before the lookup (EINVAL, ERANGE, E2BIG as _Invalid; EFAULT
