@@ -187,7 +187,7 @@ class AnswerCalls:
                     return
                 held.append(r)
                 request = Request(n.pid, name, arch, args, (r.full_path,))
-                decision = self._decide(n, request)
+                decision = self._decide(n, request, commit=False)
                 if decision.action not in (Action.ALLOW, Action.LOG):
                     act(ctx, n, request, decision)
                     return
@@ -216,11 +216,13 @@ class AnswerCalls:
             raise TargetGone()
         reply.value(ctx, n, result.ret)
 
-    def _decide(self, n: Notification, request: Request) -> Decision:
+    def _decide(self, n: Notification, request: Request, *, commit: bool = True) -> Decision:
+        """The engine's decision; ``commit=False`` for a second look at the same call (as an
+        emulated open's: no budget spent twice, no dice rolled again)."""
         engine = self.ctx.engine
         if engine.has_budgets:
             request = budget_facts(self.ctx, n, request)
-        return engine.decide(request)
+        return engine.decide(request) if commit else engine.peek(request)
 
     def _creds(self, n: Notification, call: _Call, checked: _Args) -> Creds:
         """The credentials the call is checked with: the target's filesystem ones; for access
