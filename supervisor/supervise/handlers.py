@@ -26,6 +26,7 @@ from typing import Protocol
 from supervisor.kernel.seccomp import Notification
 from supervisor.supervise.context import Context
 from supervisor.supervise.exec.calls import ExecCalls
+from supervisor.supervise.fsops import FsCalls
 from supervisor.supervise.net.calls import NetCalls
 
 
@@ -54,5 +55,6 @@ def make_handlers(ctx: Context) -> Handlers:
     table: tuple[Handler, ...] = (
         exec_calls,  # execve, execveat under exec rules (supervise/exec/)
         NetCalls(ctx),  # connect, bind, sends, i386 socketcall under address rules (net/)
+        FsCalls(ctx),  # rename, unlink, mkdir, chmod, ... performed after a path check (fsops)
     )
     return Handlers(table, exec_calls)

@@ -22,7 +22,10 @@ from cffi import FFI
 # relative paths in an extension's sources.
 HERE = Path(os.path.relpath(Path(__file__).resolve().parent))
 # One file per kernel interface; native.h says which function is where.
-SOURCES = ["seccomp.c", "pidfd.c", "memory.c", "creds.c", "spawn.c", "resolve.c", "lane.c"]
+SOURCES = [
+    *("seccomp.c", "pidfd.c", "memory.c", "creds.c", "spawn.c", "resolve.c", "lane.c"),
+    "fsops.c",
+]
 BEGIN, END = "/* cffi:begin */", "/* cffi:end */"
 CFLAGS = ["-Wall", "-Wextra", "-Werror", "-Werror=incompatible-pointer-types"]
 
