@@ -35,7 +35,13 @@ import errno
 import json
 from dataclasses import dataclass
 
-from .advisory import address_advisory_text, advisory_syscalls, o_path_syscalls, summarize
+from .advisory import (
+    address_advisory_text,
+    advisory_syscalls,
+    o_path_syscalls,
+    performed_syscalls,
+    summarize,
+)
 from .match.argv import EXEC_SYSCALLS
 from .match.sockaddr import SOCKETCALL_SYSCALLS
 from .model import Action, ArgCondition, Policy, Rule, rule_syscalls, rules_by_syscall
@@ -256,6 +262,7 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
     """Lines for ``seccomp-supervisor policy check``: one per rule, the default, the warnings."""
     advisory = advisory_syscalls(policy.rules, policy.default)
     o_path = o_path_syscalls(policy.rules, policy.default)
+    performed = performed_syscalls(policy.rules, policy.default)
     lines = [f"policy {policy.name!r}" + (f" ({policy.source})" if policy.source else "")]
     for rule in policy.rules:
         names = rule_syscalls(rule)
@@ -284,6 +291,8 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
                 text += f" VERIFIED AFTER EXEC (kill on mismatch): {summarize(execs)}"
                 if rule.argv:
                     text += "; argv ADVISORY"
+        if rule.name in performed:
+            text += f" PERFORMED by the supervisor: {summarize(performed[rule.name])}"
         if rule.name in o_path:
             text += (
                 f" O_PATH opens ADVISORY (resumed after the check): {summarize(o_path[rule.name])}"
