@@ -260,3 +260,140 @@ def test_performed_calls_answer_as_the_kernel(
         "ENOENT",
         "EEXIST",
     ]
+
+
+# Each call, then the same sequence natively: the answers and the resulting trees must match.
+# Relative paths (resolved from the target's cwd); times set only to values before 2001, so the
+# snapshot can tell them from "now".
+FIDELITY_CALLS = [
+    ["renameat2", "f", "g", "1"],  # NOREPLACE: EEXIST
+    ["renameat2", "f", "g", "2"],  # EXCHANGE
+    ["renameat2", "f", "g", "3"],  # NOREPLACE|EXCHANGE: EINVAL
+    ["renameat2", "f", "g", "8"],  # unknown flag: EINVAL
+    ["renameat2", "w1", "w2", "4"],  # WHITEOUT (CAP_MKNOD)
+    ["rename", ".", "x"],
+    ["rename", "dir", "dir/x"],
+    ["rename", "f/", "x"],
+    ["rename", "dir/", "dir2"],
+    ["link", "f", "l1"],
+    ["linkat-follow", "sym", "l2"],
+    ["link", "sym", "l3"],  # the symlink itself
+    ["linkat-empty", "g", "l4"],
+    ["linkat-badflag", "f", "l5"],
+    ["link", "dir2", "l6"],
+    ["link", "f", "."],
+    ["symlink", "", "s0"],
+    ["symlink", "target", "s1"],
+    ["symlink", "target", "f"],
+    ["unlinkat", "dir2", "0"],
+    ["unlinkat", "dir2", "512"],
+    ["unlinkat", "f", "4"],
+    ["unlinkat", "sub", "512"],
+    ["unlinkat", ".", "512"],
+    ["unlinkat", "..", "512"],
+    ["unlink", "."],
+    ["fchmodat2-nofollow", "sym", "600"],
+    ["fchmodat2-nofollow", "f", "600"],
+    ["fchmodat2-empty", "g", "640"],
+    ["chmod", "sym", "604"],
+    ["chmod", "dangling", "604"],
+    ["lchown", "sym", "1", "2"],
+    ["chown", "g", "3", "4"],
+    ["chown", "dangling", "0", "0"],
+    ["fchownat-badflag", "f"],
+    ["truncate", "f", "2"],
+    ["truncate", "f", "-1"],
+    ["truncate", "dir2", "0"],
+    ["setxattr", "f", "user.a", "v"],
+    ["setxattr-create", "f", "user.a", "v"],
+    ["setxattr-size", "f", "user.b", "65537"],
+    ["setxattr-size", "f", "user.b", "100"],
+    ["setxattr", "f", "", "v"],
+    ["setxattr", "f", "user." + "n" * 251, "v"],  # a 256-byte name: ERANGE
+    ["lsetxattr", "sym", "user.c", "v"],
+    ["setxattrat", "g", "user.d", "w"],
+    ["setxattrat-small", "g", "user.e"],
+    ["setxattrat-extra", "g", "user.e", "w"],
+    ["removexattr", "f", "user.a"],
+    ["removexattr", "f", "user.zz"],
+    ["removexattrat", "g", "user.d"],
+    ["mkdir", "f", "755"],
+    ["mkdir", "newd/", "700"],
+    ["mkdir", ".", "700"],
+    ["mkdir", "nodir/x", "700"],
+    ["mknodat-fifo", "p1", "600"],
+    ["utimensat-omit", "f", "1000"],
+    ["utimensat-badnsec", "f"],
+    ["utimensat-nofollow", "sym", "2000"],
+    ["utimensat-fd", "g", "3000"],
+    ["utimensat-cwd-null", "x"],
+    ["utimes", "l4", "4000"],
+    ["utimes-badusec", "g"],
+]
+
+
+def _tree_setup(d: Path) -> None:
+    d.mkdir()
+    (d / "f").write_text("hello")
+    (d / "g").write_text("world!")
+    (d / "w1").write_text("w")
+    (d / "dir").mkdir()
+    (d / "dir" / "x").write_text("x")
+    (d / "sub").mkdir()
+    (d / "sym").symlink_to("f")
+    (d / "dangling").symlink_to("nowhere")
+    for p in (d / "f", d / "g", d / "w1", d / "dir" / "x"):
+        p.chmod(0o644)
+
+
+def _snapshot(d: Path) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for dirpath, dirnames, filenames in os.walk(d):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            small = 10**18  # ns: before 2001, so set by the test
+            out.append(
+                (
+                    str(p.relative_to(d)),
+                    stat.S_IFMT(st.st_mode),
+                    stat.S_IMODE(st.st_mode),
+                    st.st_size if not stat.S_ISDIR(st.st_mode) else 0,
+                    st.st_nlink,
+                    st.st_uid,
+                    st.st_gid,
+                    st.st_rdev,
+                    st.st_mtime_ns if st.st_mtime_ns < small else None,
+                    st.st_atime_ns if st.st_atime_ns < small else None,
+                    os.readlink(p) if stat.S_ISLNK(st.st_mode) else None,
+                    sorted(os.listxattr(p, follow_symlinks=False)),
+                )
+            )
+    return out
+
+
+def test_performed_calls_act_and_answer_as_the_kernel(
+    supervise: Supervise, target_bin, world_dir: Path
+) -> None:
+    """Flags, trailing slashes, ".", symlinks followed or not, times, xattr names, values and
+    struct xattr_args: every answer and the resulting tree are those of the same calls made
+    natively."""
+    native, supervised = world_dir / "native", world_dir / "supervised"
+    _tree_setup(native)
+    _tree_setup(supervised)
+    fsrace = target_bin("fsrace")
+    want = []
+    for c in FIDELITY_CALLS:
+        p = subprocess.run([fsrace, "call", *c], capture_output=True, text=True, cwd=native)
+        want.append(p.stdout.strip())
+    policy = supervise.policy(deny_list(world_dir / "other" / "**"))
+    got = []
+    for c in FIDELITY_CALLS:
+        r = supervise(policy, [fsrace, "call", *c], cwd=supervised)
+        assert r.returncode == 0, r.explain()
+        got.append(r.stdout.strip())
+    assert list(zip(FIDELITY_CALLS, got, strict=True)) == list(
+        zip(FIDELITY_CALLS, want, strict=True)
+    )
+    assert _snapshot(supervised) == _snapshot(native)
+    assert "OK" in want and len(set(want)) > 8  # the sequence exercised successes and errors

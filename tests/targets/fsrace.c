@@ -13,7 +13,7 @@
  *
  * OPs: rename-dir, rename, unlink, mkdir, chmod, link, symlink, utimensat, setxattr, truncate,
  *      mknod, chown.
- * call OPs: unlink PATH, chmod PATH MODE(octal), mkdir PATH MODE, mknod-fifo PATH MODE,
+ * call OPs (see call() for the full list): unlink PATH, chmod PATH MODE(octal), mkdir PATH MODE, mknod-fifo PATH MODE,
  *      rename A B, chown PATH UID GID, i386-unlink PATH, i386-chmod PATH MODE, i386-mkdir PATH
  *      MODE, i386-chown16 PATH UID GID, i386-truncate64 PATH LEN, i386-utimes PATH SEC,
  *      i386-setxattr PATH NAME VALUE, i386-rename A B, i386-link A B, i386-symlink T P.
@@ -23,12 +23,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +89,11 @@ static const char *errname(int e) {
     case ERANGE: return "ERANGE";
     case ENOSYS: return "ENOSYS";
     case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ENODATA: return "ENODATA";
+    case E2BIG: return "E2BIG";
+    case ENOSPC: return "ENOSPC";
+    case ELOOP: return "ELOOP";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
     default: return "EOTHER";
     }
 }
@@ -243,6 +250,86 @@ static int call(int argc, char **argv) {
         r = ret_of(rename(p, q));
     else if (!strcmp(op, "chown"))
         r = ret_of(chown(p, atoi(q), atoi(v)));
+    else if (!strcmp(op, "renameat2"))
+        r = ret_of(syscall(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, atoi(v)));
+    else if (!strcmp(op, "link"))
+        r = ret_of(link(p, q));
+    else if (!strcmp(op, "linkat-follow"))
+        r = ret_of(linkat(AT_FDCWD, p, AT_FDCWD, q, AT_SYMLINK_FOLLOW));
+    else if (!strcmp(op, "linkat-empty")) {
+        int fd = open(p, O_PATH | O_CLOEXEC);
+        r = fd < 0 ? -errno : ret_of(linkat(fd, "", AT_FDCWD, q, AT_EMPTY_PATH));
+    } else if (!strcmp(op, "linkat-badflag"))
+        r = ret_of(syscall(SYS_linkat, AT_FDCWD, p, AT_FDCWD, q, 0x8000));
+    else if (!strcmp(op, "symlink"))
+        r = ret_of(symlink(p, q));
+    else if (!strcmp(op, "unlinkat"))
+        r = ret_of(syscall(SYS_unlinkat, AT_FDCWD, p, atoi(q)));
+    else if (!strcmp(op, "fchmodat2-nofollow"))
+        r = ret_of(syscall(452, AT_FDCWD, p, strtol(q, NULL, 8), AT_SYMLINK_NOFOLLOW));
+    else if (!strcmp(op, "fchmodat2-empty")) {
+        int fd = open(p, O_PATH | O_CLOEXEC);
+        r = fd < 0 ? -errno : ret_of(syscall(452, fd, "", strtol(q, NULL, 8), AT_EMPTY_PATH));
+    } else if (!strcmp(op, "lchown"))
+        r = ret_of(lchown(p, atoi(q), atoi(v)));
+    else if (!strcmp(op, "fchownat-badflag"))
+        r = ret_of(syscall(SYS_fchownat, AT_FDCWD, p, 0, 0, 0x8000));
+    else if (!strcmp(op, "utimensat-omit")) {
+        struct timespec ts[2] = {{0, UTIME_OMIT}, {atol(q), 0}};
+        r = ret_of(syscall(SYS_utimensat, AT_FDCWD, p, ts, 0));
+    } else if (!strcmp(op, "utimensat-badnsec")) {
+        struct timespec ts[2] = {{0, 1000000000}, {0, 0}};
+        r = ret_of(syscall(SYS_utimensat, AT_FDCWD, p, ts, 0));
+    } else if (!strcmp(op, "utimensat-nofollow")) {
+        struct timespec ts[2] = {{atol(q), 0}, {atol(q), 0}};
+        r = ret_of(syscall(SYS_utimensat, AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW));
+    } else if (!strcmp(op, "utimensat-fd")) {
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        struct timespec ts[2] = {{atol(q), 0}, {atol(q), 0}};
+        r = fd < 0 ? -errno : ret_of(syscall(SYS_utimensat, fd, NULL, ts, 0));
+    } else if (!strcmp(op, "utimensat-cwd-null"))
+        r = ret_of(syscall(SYS_utimensat, AT_FDCWD, NULL, NULL, 0));
+    else if (!strcmp(op, "utimes")) {
+        struct timeval tv[2] = {{atol(q), 500000}, {atol(q), 250000}};
+        r = ret_of(syscall(SYS_utimes, p, tv));
+    } else if (!strcmp(op, "utimes-badusec")) {
+        struct timeval tv[2] = {{0, 1000000}, {0, 0}};
+        r = ret_of(syscall(SYS_utimes, p, tv));
+    } else if (!strcmp(op, "truncate"))
+        r = ret_of(truncate(p, atol(q)));
+    else if (!strcmp(op, "setxattr-size")) {
+        static char big[70000];
+        memset(big, 'x', sizeof big);
+        r = ret_of(syscall(SYS_setxattr, p, q, big, (size_t)atol(v), 0));
+    } else if (!strcmp(op, "setxattr"))
+        r = ret_of(setxattr(p, q, v, strlen(v), 0));
+    else if (!strcmp(op, "setxattr-create"))
+        r = ret_of(setxattr(p, q, v, strlen(v), XATTR_CREATE));
+    else if (!strcmp(op, "lsetxattr"))
+        r = ret_of(lsetxattr(p, q, v, strlen(v), 0));
+    else if (!strcmp(op, "setxattrat")) {
+        struct {
+            uint64_t value;
+            uint32_t size, flags;
+            uint64_t extra;
+        } args = {(uint64_t)(uintptr_t)v, (uint32_t)strlen(v), 0, 0};
+        r = ret_of(syscall(463, AT_FDCWD, p, 0, q, &args, 16));
+    } else if (!strcmp(op, "setxattrat-small")) {
+        uint64_t args[2] = {0, 0};
+        r = ret_of(syscall(463, AT_FDCWD, p, 0, q, args, 8));
+    } else if (!strcmp(op, "setxattrat-extra")) {
+        struct {
+            uint64_t value;
+            uint32_t size, flags;
+            uint64_t extra;
+        } args = {(uint64_t)(uintptr_t)v, (uint32_t)strlen(v), 0, 1};
+        r = ret_of(syscall(463, AT_FDCWD, p, 0, q, &args, 24));
+    } else if (!strcmp(op, "removexattr"))
+        r = ret_of(removexattr(p, q));
+    else if (!strcmp(op, "removexattrat"))
+        r = ret_of(syscall(466, AT_FDCWD, p, 0, q));
+    else if (!strcmp(op, "mknodat-fifo"))
+        r = ret_of(mknodat(AT_FDCWD, p, S_IFIFO | strtol(q, NULL, 8), 0));
     else if (!strcmp(op, "i386-unlink"))
         r = r80(int80(10, L(p), 0, 0, 0, 0));
     else if (!strcmp(op, "i386-chmod"))
