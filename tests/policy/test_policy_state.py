@@ -367,8 +367,7 @@ def test_value_and_fail_path_rules_are_not_advisory() -> None:
     # syscall the supervisor resumes (chdir), not for one it performs (unlink)
     q = parse_policy(
         policy(
-            'syscalls = ["chdir", "unlink"]\npath = ["/tmp/**"]\naction = "fail"\n'
-            "probability = 0.5"
+            'syscalls = ["chdir", "unlink"]\npath = ["/tmp/**"]\naction = "fail"\nprobability = 0.5'
         )
     )
     (advisory,) = q.warnings  # and no io_uring or mount warning: a fault rule protects nothing
