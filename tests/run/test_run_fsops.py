@@ -162,14 +162,23 @@ def test_created_files_get_the_targets_umask_and_owner(
     work.chmod(0o777)
     policy = supervise.policy(deny_list(world_dir / "other" / "**"))
     fsrace = target_bin("fsrace")
+    root_file = world_dir / "root-file"
+    root_file.write_text("root")
+    root_file.chmod(0o644)
+    # the attribute calls go through /proc/self/fd/N of the supervisor's fd: under the target's
+    # credentials too (its own file: allowed; root's: refused)
     script = (
         f"umask 027; {fsrace} call mkdir {work}/d 777; {fsrace} call mknod-fifo {work}/p 666; "
-        f"{fsrace} call i386-mkdir {work}/d32 777"
+        f"{fsrace} call i386-mkdir {work}/d32 777; echo data > {work}/own; "
+        f"{fsrace} call truncate {work}/own 2; {fsrace} call setxattr {work}/own user.k v; "
+        f"{fsrace} call truncate {root_file} 0; {fsrace} call setxattr {root_file} user.k v"
     )
     r = supervise(
         policy, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script]
     )
-    assert r.lines == ["OK", "OK", "OK"], r.explain()
+    assert r.lines == ["OK"] * 5 + ["EACCES", "EACCES"], r.explain()  # as natively
+    assert (work / "own").read_text() == "da" and os.getxattr(work / "own", "user.k") == b"v"
+    assert root_file.read_text() == "root" and not os.listxattr(root_file)
     for name, mode, kind in (
         ("d", 0o750, stat.S_ISDIR),
         ("p", 0o640, stat.S_ISFIFO),
