@@ -192,13 +192,16 @@ def test_created_files_get_the_targets_umask_and_owner(
 def test_i386_twins_are_performed_and_denied(
     supervise: Supervise, target_bin, world_dir: Path
 ) -> None:
-    """chown (16-bit ids), truncate64, utimes, setxattr, rename, link and symlink through
-    int $0x80: allowed ones performed with the right argument layout, denied ones refused."""
+    """chown (16-bit ids), truncate64, utimes, utime, utimensat_time64, setxattr, rename, link
+    and symlink through int $0x80: allowed ones performed with the right argument layout,
+    denied ones refused."""
     ok, denied = world_dir / "ok", world_dir / "denied"
     ok.mkdir()
     denied.mkdir()
     f = ok / "f"
     f.write_text("0123456789")
+    (ok / "u1").write_text("")
+    (ok / "u2").write_text("")
     (denied / "s").write_text(SECRET)
     policy = supervise.policy(deny_list(denied, denied / "**"))
     got = _calls(
@@ -209,6 +212,8 @@ def test_i386_twins_are_performed_and_denied(
         ["i386-truncate64", str(f), "4"],
         ["i386-utimes", str(f), "1000000000"],
         ["i386-setxattr", str(f), "user.t", "v"],
+        ["i386-utime", str(ok / "u1"), "3000"],
+        ["i386-utimensat64", str(ok / "u2"), "5000"],
         ["i386-link", str(f), str(ok / "l")],
         ["i386-symlink", "f", str(ok / "s")],
         ["i386-rename", str(ok / "l"), str(ok / "m")],
@@ -220,7 +225,10 @@ def test_i386_twins_are_performed_and_denied(
         ["i386-symlink", "x", str(denied / "new")],
         ["i386-setxattr", str(denied / "s"), "user.t", "v"],
     )
-    assert got == ["OK"] * 8 + ["EACCES"] * 6
+    assert got == ["OK"] * 10 + ["EACCES"] * 6
+    u1, u2 = (ok / "u1").stat(), (ok / "u2").stat()
+    assert (u1.st_atime_ns, u1.st_mtime_ns) == (3000 * 10**9, 3001 * 10**9)
+    assert (u2.st_atime_ns, u2.st_mtime_ns) == (5000 * 10**9 + 7, 5002 * 10**9 + 9)
     st = f.stat()
     # chown16: 65534 is (u16)-2, not "unchanged" ((u16)-1)
     assert (st.st_uid, st.st_gid, st.st_size, int(st.st_mtime)) == (65534, 1234, 4, 10**9)

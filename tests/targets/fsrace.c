@@ -346,6 +346,18 @@ static int call(int argc, char **argv) {
         tv[0] = tv[2] = atoi(q);
         tv[1] = tv[3] = 0;
         r = r80(int80(271, L(p), L(tv), 0, 0, 0));
+    } else if (!strcmp(op, "i386-utime")) {
+        int32_t *tb = (int32_t *)(low + 6000); /* struct old_utimbuf32 */
+        tb[0] = atoi(q);
+        tb[1] = atoi(q) + 1;
+        r = r80(int80(30, L(p), L(tb), 0, 0, 0));
+    } else if (!strcmp(op, "i386-utimensat64")) {
+        int64_t *ts = (int64_t *)(low + 6000); /* struct __kernel_timespec[2] */
+        ts[0] = atoll(q);
+        ts[1] = 7;
+        ts[2] = atoll(q) + 2;
+        ts[3] = (int64_t)0xffffffff00000009LL; /* compat: only the low 32 bits of tv_nsec count */
+        r = r80(int80(412, AT_FDCWD, L(p), L(ts), 0, 0));
     } else if (!strcmp(op, "i386-setxattr"))
         r = r80(int80(226, L(p), L(q), L(v), (long)strlen(v), 0));
     else if (!strcmp(op, "i386-rename"))
