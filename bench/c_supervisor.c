@@ -4,7 +4,7 @@
  *
  * It does what the project's hot path has to do for a path-inspected open, with nothing else:
  *   - fork; the child sets no_new_privs and installs a raw BPF filter (x86_64 only: any other
- *     arch is killed) that sends open and openat to user notification (NEW_LISTENER), tells the
+ *     arch is killed) that sends open, openat and chmod to user notification (NEW_LISTENER), tells the
  *     parent the listener's fd number over a pipe and waits on another pipe (read and write are not
  *     notified) until the parent has taken the fd with pidfd_getfd, then execs CMD;
  *   - the parent sets SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (SET_FLAGS takes the flag BY VALUE), then
@@ -17,7 +17,9 @@
  *                     AT_FDCWD, the supervisor opens the path itself with the target's flags and
  *                     injects the fd with ADDFD (SEND flag: install and answer in one step), the
  *                     safe allow the project performs (without the project's credential switch
- *                     and in-root resolution). Relative paths get CONTINUE.
+ *                     and in-root resolution). Relative paths get CONTINUE. A chmod is
+ *                     performed with chmod(path, mode) and its result is the answer (the
+ *                     reference for bench/run's fsop case: no parent fd, no credential switch).
  * On exit it prints counters to stderr and exits with the target's status.
  */
 #define _GNU_SOURCE
@@ -36,6 +38,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,8 +64,9 @@ static int install_filter(void) {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1), /* x32 numbers */
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_open, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_open, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_chmod, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
@@ -178,6 +182,7 @@ int main(int argc, char **argv) {
         resp.id = req.id;
 
         int is_openat = req.data.nr == __NR_openat;
+        int is_chmod = req.data.nr == __NR_chmod;
         uint64_t addr = is_openat ? req.data.args[1] : req.data.args[0];
         int dirfd = is_openat ? (int)req.data.args[0] : AT_FDCWD;
         int flags = (int)(is_openat ? req.data.args[2] : req.data.args[1]);
@@ -210,7 +215,11 @@ int main(int argc, char **argv) {
         } else if (strcmp(path, denied) == 0) {
             c.denied++;
             resp.error = -EACCES;
-        } else if (emulate && path[0] == '/' && dirfd == AT_FDCWD) {
+        } else if (is_chmod && emulate) {
+            /* the performed chmod, as cheap as it gets (no parent fd, no credential switch) */
+            resp.error = chmod(path, (mode_t)req.data.args[1]) < 0 ? -errno : 0;
+            c.emulated++;
+        } else if (emulate && !is_chmod && path[0] == '/' && dirfd == AT_FDCWD) {
             int fd = openat(AT_FDCWD, path, flags | O_CLOEXEC, mode);
             if (fd < 0) {
                 resp.error = -errno;

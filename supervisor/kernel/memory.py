@@ -104,3 +104,14 @@ class MemoryReader:
             raise TargetGone()
         if ret < 0:
             raise TargetMemoryError(-ret, "cannot write target memory")
+
+    def read_large(self, notif_id: int, tid: int, addr: int, length: int) -> bytes:
+        """Exactly ``length`` bytes (a buffer larger than a struct: an xattr value), read in
+        pieces of the scratch buffer's size, each bracketed by ID_VALID."""
+        parts = []
+        done = 0
+        while done < length:
+            step = min(PATH_MAX, length - done)
+            parts.append(self.read_bytes(notif_id, tid, addr + done, step))
+            done += step
+        return b"".join(parts)

@@ -314,3 +314,14 @@ def mount_roots(pid: int | None = None) -> dict[int, bytes]:
 def fd_link(pid: int, fd: int) -> str:
     """The name /proc/PID/fd/N (of an object that has no other name in a target's view)."""
     return f"/proc/{int(pid)}/fd/{int(fd)}"
+
+
+def map_id(tid: int, which: str, value: int) -> int | None:
+    """``value``, a uid or gid of thread ``tid``'s user namespace, as the supervisor's namespace
+    sees it, through /proc/TID/uid_map or gid_map (``which``); None when it is not mapped."""
+    with open(f"/proc/{int(tid)}/{which}", "rb") as f:
+        for line in f.read(65536).splitlines():
+            inside, outside, count = (int(v) for v in line.split())
+            if inside <= value < inside + count:
+                return outside + value - inside
+    return None

@@ -2,10 +2,13 @@
 but the supervisor cannot perform that syscall itself.
 
 seccomp can only say CONTINUE (the kernel then re-reads the path buffer) unless the supervisor
-performs the call itself (EMULATED_SYSCALLS: the open family). A thread of the target racing
-the buffer can change the path between the check and the kernel's read, so an allow (or log)
-that depended on the path is advice, not enforcement, for every other path syscall. A deny is
-always safe. These warnings are computed at load into Policy.warnings and shown by `explain`.
+performs the call itself (EMULATED_SYSCALLS: the open family, and the filesystem-changing path
+syscalls of PERFORMED_FS_SYSCALLS: rename, link, symlink, unlink, mkdir, mknod, chmod, chown,
+utimes, truncate, setxattr, ... performed on the fds the decision was made on). A thread of
+the target racing the buffer can change the path between the check and the kernel's read, so
+an allow (or log) that depended on the path is advice, not enforcement, for every other path
+syscall. A deny is always safe. These warnings are computed at load into Policy.warnings and
+shown by `explain`.
 
 Also warned about at load: an allowed O_PATH open is resumed after the check (ADDFD cannot
 install O_PATH files); io_uring left open beside path or address rules (its operations open,
@@ -19,7 +22,7 @@ from collections.abc import Iterable
 
 from .match.argv import EXEC_SYSCALLS
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
-from .tables.syscalls import ANSWERED_SYSCALLS, EMULATED_SYSCALLS
+from .tables.syscalls import ANSWERED_SYSCALLS, EMULATED_SYSCALLS, PERFORMED_FS_SYSCALLS
 
 # After an address check (supervisor/netcalls.py): bind is always performed by the supervisor.
 # connect, sendto and sendmsg are performed on IPv4/IPv6 sockets but resumed (advisory) on unix
@@ -121,6 +124,18 @@ def answered_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
     """Per rule name: the ANSWERED_SYSCALLS (stat, access, readlink, getxattr families) that can
     be allowed after this rule's path inspection: performed by the supervisor on the object it
     checked, the result written into the target's memory (supervisor/supervise/answers.py)."""
+    return _inspected_allows(rules, default, ANSWERED_SYSCALLS)
+
+
+def performed_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, frozenset[str]]:
+    """Per rule name: the filesystem-changing syscalls (PERFORMED_FS_SYSCALLS) that can be
+    allowed after this rule's path inspection: performed by the supervisor, not resumed."""
+    return _inspected_allows(rules, default, PERFORMED_FS_SYSCALLS)
+
+
+def _inspected_allows(
+    rules: tuple[Rule, ...], default: Action, names: frozenset[str]
+) -> dict[str, frozenset[str]]:
     table = rules_by_syscall(rules)
     out: dict[str, frozenset[str]] = {}
     for rule in rules:
@@ -128,7 +143,7 @@ def answered_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
             continue
         hit = {
             name
-            for name in rule_syscalls(rule) & ANSWERED_SYSCALLS
+            for name in rule_syscalls(rule) & names
             if _inspected_allow(rule, name, table, default)
         }
         if hit:

@@ -40,6 +40,7 @@ from .advisory import (
     advisory_syscalls,
     answered_syscalls,
     o_path_syscalls,
+    performed_syscalls,
     summarize,
 )
 from .match.argv import EXEC_SYSCALLS
@@ -263,6 +264,7 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
     advisory = advisory_syscalls(policy.rules, policy.default)
     o_path = o_path_syscalls(policy.rules, policy.default)
     answered = answered_syscalls(policy.rules, policy.default)
+    performed = performed_syscalls(policy.rules, policy.default)
     lines = [f"policy {policy.name!r}" + (f" ({policy.source})" if policy.source else "")]
     for rule in policy.rules:
         names = rule_syscalls(rule)
@@ -293,6 +295,8 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
                     text += "; argv ADVISORY"
         if rule.name in answered:
             text += f" ANSWERED (performed, result written back): {summarize(answered[rule.name])}"
+        if rule.name in performed:
+            text += f" PERFORMED by the supervisor: {summarize(performed[rule.name])}"
         if rule.name in o_path:
             text += (
                 f" O_PATH opens ADVISORY (resumed after the check): {summarize(o_path[rule.name])}"

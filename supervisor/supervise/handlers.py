@@ -27,6 +27,7 @@ from supervisor.kernel.seccomp import Notification
 from supervisor.supervise.answers import AnswerCalls
 from supervisor.supervise.context import Context
 from supervisor.supervise.exec.calls import ExecCalls
+from supervisor.supervise.fsops import FsCalls
 from supervisor.supervise.net.calls import NetCalls
 
 
@@ -56,5 +57,6 @@ def make_handlers(ctx: Context) -> Handlers:
         exec_calls,  # execve, execveat under exec rules (supervise/exec/)
         NetCalls(ctx),  # connect, bind, sends, i386 socketcall under address rules (net/)
         AnswerCalls(ctx),  # stat, access, readlink, getxattr under path rules (answers.py)
+        FsCalls(ctx),  # rename, unlink, mkdir, chmod, ... performed after a path check (fsops)
     )
     return Handlers(table, exec_calls)

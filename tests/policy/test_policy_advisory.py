@@ -3,7 +3,8 @@ io_uring and mounts left open beside path rules, phases whose end takes nothing 
 
 from __future__ import annotations
 
-from supervisor.policy import Policy, explain, parse_policy, plan_filter
+from supervisor.policy import PERFORMED_FS_SYSCALLS, Policy, explain, parse_policy, plan_filter
+from supervisor.policy.advisory import advisory_syscalls
 
 SECRETS = '[[rule]]\nname = "secrets"\npath = ["/etc/shadow"]\naction = "deny"\n'
 NO_IO_URING = (
@@ -153,3 +154,20 @@ def test_phase_warning_not_for_the_last_phase_or_refusals() -> None:
     assert not warned(pol(last, head=PHASES), "nothing away")
     deny = '[[rule]]\nsyscalls = ["mount"]\nphase = "init"\naction = "deny"\n'
     assert not warned(pol(deny, head=PHASES), "nothing away")
+
+
+def test_performed_fs_syscalls_are_not_advisory() -> None:
+    """rename, unlink, chmod, ... allowed after a path check are performed by the supervisor
+    (supervise/fsops.py): `policy check` says PERFORMED, and no advisory warning names them."""
+    pol = parse_policy(
+        'default = "allow"\n[[rule]]\nname = "protect"\npath = ["/s/**"]\naction = "deny"\n'
+    )
+    (w,) = [w for w in pol.warnings if "after path inspection" in w]
+    found = advisory_syscalls(pol.rules, pol.default)["protect"]
+    assert not found & PERFORMED_FS_SYSCALLS and "chdir" in found
+    assert {"rename", "unlink", "renameat2", "setxattrat", "utimensat_time64"} <= (
+        PERFORMED_FS_SYSCALLS
+    )
+    (line,) = [ln for ln in explain(pol, plan_filter(pol)) if ln.startswith("protect ")]
+    assert "PERFORMED by the supervisor: chmod, chown" in line
+    assert "ADVISORY for: acct, chdir" in line and "rename" not in line.split("PERFORMED")[0]

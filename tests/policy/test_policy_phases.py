@@ -154,10 +154,11 @@ def test_plan_and_explain() -> None:
 
 
 def test_phase_rules_can_fall_through_for_advisory() -> None:
-    # an unconditional rule of one phase does not hide the path rule after it
+    # an unconditional rule of one phase does not hide the path rule after it (chdir: still
+    # resumed after the check; unlink, which this test used before, is now performed)
     p = parse_policy(
-        HEAD + '[[rule]]\nsyscalls = ["unlink"]\nphase = "init"\naction = "deny"\n'
-        '[[rule]]\nsyscalls = ["unlink"]\npath = ["/tmp/**"]\naction = "allow"\n'
+        HEAD + '[[rule]]\nsyscalls = ["chdir", "unlink"]\nphase = "init"\naction = "deny"\n'
+        '[[rule]]\nsyscalls = ["chdir", "unlink"]\npath = ["/tmp/**"]\naction = "allow"\n'
     )
     (advisory,) = [w for w in p.warnings if "after path inspection" in w]
-    assert "unlink" in advisory
+    assert "chdir" in advisory and "unlink" not in advisory

@@ -363,9 +363,13 @@ def test_value_and_fail_path_rules_are_not_advisory() -> None:
         )
     )
     assert p.warnings == ()
-    # a fault rule can fall through to an allow: an allow-after-inspection is advisory
+    # a fault rule can fall through to an allow: an allow-after-inspection is advisory for a
+    # syscall the supervisor resumes (chdir), not for one it performs (unlink)
     q = parse_policy(
-        policy('syscalls = ["unlink"]\npath = ["/tmp/**"]\naction = "fail"\nprobability = 0.5')
+        policy(
+            'syscalls = ["chdir", "unlink"]\npath = ["/tmp/**"]\naction = "fail"\nprobability = 0.5'
+        )
     )
     (advisory,) = q.warnings  # and no io_uring or mount warning: a fault rule protects nothing
-    assert "unlink" in advisory and "after path inspection" in advisory
+    assert "chdir" in advisory and "after path inspection" in advisory
+    assert "unlink" not in advisory

@@ -31,6 +31,7 @@ SOURCES = [
     "resolve.c",
     "lane.c",
     "answer.c",
+    "fsops.c",
 ]
 BEGIN, END = "/* cffi:begin */", "/* cffi:end */"
 CFLAGS = ["-Wall", "-Wextra", "-Werror", "-Werror=incompatible-pointer-types"]

@@ -195,6 +195,23 @@ int sv_lane_next(int listener, struct seccomp_notif *n, struct sv_lane *lane);
 int sv_lane_answer_next(int listener, uint64_t id, int32_t error, struct seccomp_notif *n,
                         struct sv_lane *lane);
 
+/* ---- fsops.c: filesystem calls performed for a target (supervisor/kernel/fsops.py); 0 or
+   -errno. ``times`` of sv_fs_utimensat: {atime sec, nsec, mtime sec, nsec}, or NULL ---- */
+int sv_fs_renameat2(int olddir, const char *oldname, int newdir, const char *newname,
+                    unsigned int flags);
+int sv_fs_linkat(int olddir, const char *oldname, int newdir, const char *newname, int flags);
+int sv_fs_symlinkat(const char *target, int newdir, const char *newname);
+int sv_fs_unlinkat(int dir, const char *name, int flags);
+int sv_fs_mkdirat(int dir, const char *name, unsigned int mode);
+int sv_fs_mknodat(int dir, const char *name, unsigned int mode, unsigned int dev);
+int sv_fs_fchmodat2(int dir, const char *name, unsigned int mode, unsigned int flags);
+int sv_fs_fchownat(int dir, const char *name, uint32_t uid, uint32_t gid, int flags);
+int sv_fs_utimensat(int dir, const char *name, const int64_t *times, int flags);
+int sv_fs_truncate(const char *path, int64_t length);
+int sv_fs_setxattrat(int dir, const char *name, unsigned int at_flags, const char *attr,
+                     const void *value, uint32_t size, uint32_t flags);
+int sv_fs_removexattrat(int dir, const char *name, unsigned int at_flags, const char *attr);
+
 /* cffi:end */
 
 #endif

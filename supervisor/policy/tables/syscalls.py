@@ -237,9 +237,22 @@ ANSWERED_SYSCALLS: frozenset[str] = frozenset(
     }
 )
 
+# The filesystem-changing path syscalls the supervisor performs itself after an allow that
+# depended on their paths (supervisor/supervise/fsops.py), on the fds it resolved and decided on.
+PERFORMED_FS_SYSCALLS: frozenset[str] = frozenset(
+    {
+        *("rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat"),
+        *("unlink", "unlinkat", "rmdir", "mkdir", "mkdirat", "mknod", "mknodat"),
+        *("chmod", "fchmodat", "fchmodat2", "chown", "chown32", "lchown", "lchown32"),
+        *("fchownat", "utime", "utimes", "futimesat", "utimensat", "utimensat_time64"),
+        *("truncate", "truncate64", "setxattr", "lsetxattr", "setxattrat"),
+        *("removexattr", "lremovexattr", "removexattrat"),
+    }
+)
+
 # Syscalls the supervisor performs itself (TOCTOU-safe). Allows of other path syscalls that
 # depended on the path are advisory.
-EMULATED_SYSCALLS: frozenset[str] = OPEN_SYSCALLS | ANSWERED_SYSCALLS
+EMULATED_SYSCALLS: frozenset[str] = OPEN_SYSCALLS | ANSWERED_SYSCALLS | PERFORMED_FS_SYSCALLS
 
 KNOWN_SYSCALLS: frozenset[str] = ALL_NAMES
 X86_64_SYSCALLS: frozenset[str] = X86_64_NAMES
