@@ -151,7 +151,8 @@ def test_advisory_warnings() -> None:
 def test_advisory_summary_is_short() -> None:
     pol = parse_policy('default = "allow"\n[[rule]]\npath=["/s"]\naction="deny"\n')
     (w,) = path_advisories(pol)
-    assert "and " in w and " more" in w and len(w) < 450  # eight names and a count, whatever the tables hold
+    # Eight names and a count, whatever the tables hold.
+    assert "and " in w and " more" in w and len(w) < 450
 
 
 def test_explain() -> None:
