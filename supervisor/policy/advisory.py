@@ -24,7 +24,7 @@ from .match.argv import EXEC_SYSCALLS
 from .model import Action, Rule, rule_syscalls, rules_by_syscall
 from .tables.syscalls import ANSWERED_SYSCALLS, EMULATED_SYSCALLS, PERFORMED_FS_SYSCALLS
 
-# After an address check (supervisor/netcalls.py): bind is always performed by the supervisor.
+# After an address check (supervisor/supervise/net/): bind is always performed by the supervisor.
 # connect, sendto and sendmsg are performed on IPv4/IPv6 sockets but resumed (advisory) on unix
 # sockets (performed, the server would see the supervisor's credentials) and, for sends, on
 # other kinds of socket (SCTP ...). sendmmsg is always resumed (advisory).
@@ -104,7 +104,7 @@ def advisory_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, fro
 def o_path_syscalls(rules: tuple[Rule, ...], default: Action) -> dict[str, frozenset[str]]:
     """Per rule name: the opens (O_PATH_SYSCALLS) that can be allowed after this rule's path
     inspection. Performed by the supervisor, except with O_PATH: ADDFD cannot install an O_PATH
-    file, so those are resumed after the check (supervisor/loop.py), which is advisory."""
+    file, so those are resumed after the check (supervisor/supervise/act.py), which is advisory."""
     table = rules_by_syscall(rules)
     out: dict[str, frozenset[str]] = {}
     for rule in rules:
@@ -334,7 +334,7 @@ def _phase_warnings(
 
 def exec_note(rule: Rule, execs: frozenset[str]) -> str:
     """What is verified after an exec the rule lets through, and what stays advisory
-    (supervisor/execcalls.py, docs/policy.md "Exec rules"); "" without exec syscalls."""
+    (supervisor/supervise/exec/, docs/policy.md "Exec rules"); "" without exec syscalls."""
     if not execs:
         return ""
     text = (

@@ -129,7 +129,7 @@ class Engine:
             name for name, rules in self._rules.items() if any(r.argv for r in rules)
         )
         # Exec syscalls whose program the loop must resolve and, after an inspected allow,
-        # verify (supervisor/execcalls.py): some rule has path, argv or once.
+        # verify (supervisor/supervise/exec/): some rule has path, argv or once.
         self._exec_checked = frozenset(
             name
             for name in EXEC_SYSCALLS & self._rules.keys()
@@ -183,7 +183,7 @@ class Engine:
 
     def needs_address(self, syscall: str) -> bool:
         """True when a rule that applies to ``syscall`` has ``address``: the loop must then read
-        the sockaddr (supervisor/netcalls.py) and fill Request.address."""
+        the sockaddr (supervisor/supervise/net/) and fill Request.address."""
         return syscall in self._needs_address
 
     def needs_argv(self, syscall: str) -> bool:

@@ -169,7 +169,7 @@ def plan_filter(policy: Policy) -> FilterPlan:
         # number and drops its argument conditions (`allow socket if arg0 == AF_UNIX` would
         # allow every family through socketcall), and a notified one would be decided as
         # "socketcall". So the supervisor takes socketcall whole: it reads the arguments and
-        # decides each call as the syscall it makes (supervisor/netcalls.py), by every rule.
+        # decides each call as the syscall it makes (supervisor/supervise/net/), by every rule.
         out = [r for r in out if r.syscall != "socketcall"]
         decided.discard("socketcall")
         notified.add("socketcall")
@@ -289,7 +289,7 @@ def explain(policy: Policy, plan: FilterPlan) -> list[str]:
             if names - execs:
                 text += f" ADVISORY for: {summarize(names - execs)}"
             if execs:
-                # Resumed, then the executed file is checked (supervisor/execcalls.py).
+                # Resumed, then the executed file is checked (supervisor/supervise/exec/).
                 text += f" VERIFIED AFTER EXEC (kill on mismatch): {summarize(execs)}"
                 if rule.argv:
                     text += "; argv ADVISORY"
