@@ -25,7 +25,8 @@ The policy is named by ``listenerMetadata`` as ``key=value`` lines (``METADATA_K
 A container never runs unsupervised, nor hangs silently: whatever goes wrong with a hand-over
 (bad or oversized or endless JSON, a stalled peer, no ``seccompFd``, an fd that is not a
 listener, an unknown policy) the listener is closed (its notified syscalls fail with ENOSYS),
-the process named by ``pid`` is killed, and ``oci.refused`` is logged and published with the
+the process named by ``pid`` is killed (found in the bytes when they do not parse), and
+``oci.refused`` is logged and published with the
 container id and the reason; the runtime's ``run``/``exec`` then fails. The process is only
 killed when it is the one the hand-over is about as far as the daemon can tell (``pin``): a
 live process under a seccomp filter, a descendant of the runtime that connected, pinned by a
@@ -39,6 +40,7 @@ import array
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -162,6 +164,19 @@ def claimed_pid(obj: dict[str, Any]) -> int | None:
     return None
 
 
+PID_FIELD = re.compile(rb'"pid"\s*:\s*([0-9]{1,7})\b')
+
+
+def pid_in_text(data: bytes | bytearray) -> int | None:
+    """The first ``"pid": N`` in a hand-over that cannot be parsed (runc sends ``pid`` before
+    ``state``), looked for in its first 64 KiB only."""
+    match = PID_FIELD.search(bytes(data[:65536]))
+    if match is None:
+        return None
+    pid = int(match.group(1))
+    return pid if 0 < pid < 1 << 22 else None
+
+
 def container_of(obj: dict[str, Any]) -> dict[str, Any]:
     """The container facts of a hand-over (``state``). Raises Refused."""
     state = obj.get("state")
@@ -269,57 +284,77 @@ class Handover:
     """One connection's hand-over while it is being read and checked."""
 
     peer_pid: int
+    peer_root: bool = False
+    data: bytearray = field(default_factory=bytearray)  # what was read
     fds: list[int] = field(default_factory=list)  # received; ours to close
     pinned: Pinned | None = None
     container_id: str | None = None
     pid: int | None = None
 
 
+_IN_STRING = re.compile(rb'["\\]')  # what ends or escapes in a string
+_STRUCTURE = re.compile(rb'[][{}"]')  # what counts inside an object
+_TOP = re.compile(rb"[^ \t\r\n]")  # what counts before it
+
+
 class ObjectEnd:
-    """Where the JSON object at the start of a byte stream ends, found incrementally (O(n) in
-    all: each byte is looked at once). runc 1.1 does not close its connection after the hand-
-    over (it leaks it until it exits, i.e. until the container has exited), so the end of the
-    object, not EOF, ends a hand-over."""
+    """Where the JSON object at the start of a byte stream ends, found incrementally (each byte
+    is looked at once, by a regular expression). runc 1.1 does not close its connection after
+    the hand-over (it leaks it until it exits, i.e. until the container has exited), so the
+    end of the object, not EOF, ends a hand-over."""
 
     def __init__(self) -> None:
         self.depth = 0
         self.in_string = False
         self.escaped = False
         self.seen = 0  # bytes scanned
-        self.end: int | None = None  # one past the object's closing brace
 
     def feed(self, data: bytes | bytearray) -> int | None:
-        for i in range(self.seen, len(data)):
-            c = data[i]
+        """One past the object's last byte once it is in ``data`` (all of ``data`` when it does
+        not start with one: the parser says what is wrong), else None."""
+        i, n = self.seen, len(data)
+        while i < n:
             if self.in_string:
                 if self.escaped:
                     self.escaped = False
-                elif c == 0x5C:  # backslash
+                    i += 1
+                    continue
+                m = _IN_STRING.search(data, i)
+                if m is None:
+                    break
+                i = m.start()
+                if data[i] == 0x5C:  # backslash
                     self.escaped = True
-                elif c == 0x22:  # quote
+                else:
                     self.in_string = False
-            elif c == 0x22:
+                i += 1
+                continue
+            m = (_TOP if self.depth == 0 else _STRUCTURE).search(data, i)
+            if m is None:
+                break
+            i = m.start()
+            c = data[i]
+            i += 1
+            if c == 0x22:
                 self.in_string = True
             elif c in (0x7B, 0x5B):  # { [
                 self.depth += 1
-            elif c in (0x7D, 0x5D):  # } ]
+            elif self.depth == 0:  # not an object: all of it goes to the parser
+                self.seen = n
+                return n
+            elif c in (0x7D, 0x5D) and self.depth == 1:
+                self.seen = i
+                return i
+            elif c in (0x7D, 0x5D):
                 self.depth -= 1
-                if self.depth <= 0:
-                    self.seen = i + 1
-                    self.end = i + 1
-                    return self.end
-            elif self.depth == 0 and c not in b" \t\r\n":
-                self.seen = i + 1
-                self.end = i + 1  # not an object: the parser says what is wrong
-                return self.end
-        self.seen = len(data)
+        self.seen = n
         return None
 
 
 async def read_handover(sock: trio.socket.SocketType, h: Handover, max_state: int) -> bytes:
     """The JSON object of a hand-over: bytes until the object ends (or EOF), the fds (only with
     the first bytes) into ``h.fds``. Raises Refused."""
-    data = bytearray()
+    data = h.data
     scan = ObjectEnd()
     while True:
         try:
@@ -336,11 +371,12 @@ async def read_handover(sock: trio.socket.SocketType, h: Handover, max_state: in
         h.fds.extend(got)
         if flags & socket.MSG_CTRUNC:
             raise Refused(f"more than {MAX_FDS} fds")
-        if got and data:
+        late = bool(got and data)
+        data += chunk
+        if late:
             raise Refused("fds after the first message")
         if not chunk:
             return bytes(data)
-        data += chunk
         if len(data) > max_state:
             raise Refused(f"container process state larger than {max_state} bytes")
         end = scan.feed(data)
@@ -397,7 +433,7 @@ class OciAgent:
                     peer_pid, uid, _, _ = peer_credentials(sock)
                 except OSError:
                     return
-                h.peer_pid = peer_pid
+                h.peer_pid, h.peer_root = peer_pid, uid == 0
                 try:
                     if uid != 0:  # no pid of a non-root peer is acted on
                         raise Refused(f"peer uid {uid}: only root may hand containers over")
@@ -455,6 +491,13 @@ class OciAgent:
         log.info("oci.handover", target=target.id, pid=h.pid, status=container["status"])
 
     def _refuse(self, host: Host, h: Handover, reason: str) -> None:
+        if h.pinned is None and h.pid is None and h.peer_root:
+            # Unparseable, cut short or stalled: the pid, if the bytes name one, and if it is
+            # the process handed over as far as ``pin`` can tell.
+            h.pid = pid_in_text(h.data)
+            if h.pid is not None:
+                with contextlib.suppress(Refused):
+                    h.pinned = pin(h.pid, h.peer_pid)
         # The process first: nothing of it runs on with a filter whose listener is gone.
         killed = h.pinned.kill() if h.pinned is not None else False
         close_fds(h.fds)  # its notified syscalls fail with ENOSYS
