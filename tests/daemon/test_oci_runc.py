@@ -157,3 +157,45 @@ def test_policy_from_annotation_or_daemon_default(tmp_path: Path, runc: Runc) ->
         assert got.returncode != 0
         refused = daemon.wait_for("oci.refused", count=2)
         assert "reserved" in refused[1]["reason"]
+
+
+NET_POLICY = """
+version = 1
+name = "cnet"
+description = "containers: connects to 127.0.0.1:8080 only"
+default = "allow"
+
+[[rule]]
+name = "local-8080"
+syscalls = ["connect"]
+address = ["127.0.0.1:8080"]
+action = "allow"
+
+[[rule]]
+name = "no-other-inet"
+syscalls = ["connect"]
+address = ["0.0.0.0/0"]
+action = "deny"
+errno = "EACCES"
+"""
+# A listener in the container's own network namespace; the client retries until it is up.
+NET_PROBE = (
+    "nc -l -p 8080 < /etc/ok & "
+    "for i in $(seq 100); do nc 127.0.0.1 8080 < /dev/null && break; sleep 0.1; done; "
+    "nc 127.0.0.1 9999 < /dev/null; echo rc=$?"
+)
+
+
+def test_connects_performed_in_the_container_network_namespace(tmp_path: Path, runc: Runc) -> None:
+    with oci_daemon(tmp_path) as (daemon, oci):
+        daemon.policy("cnet", NET_POLICY)
+        seccomp = profile("cnet", oci, daemon.policy_dir)
+        b = bundle(tmp_path / "b", ["sh", "-c", NET_PROBE], seccomp, files=FILES)
+        got = runc.run("oci-net", b)
+        assert got.returncode == 0, got.stderr
+        # The allowed connect reached the container's listener (its own loopback), the other
+        # was refused by the policy, not by the network.
+        assert "harmless-oci" in got.stdout, (got.stdout, got.stderr)
+        assert "rc=1" in got.stdout and "Permission denied" in got.stderr
+        denied = [e for e in daemon.events("syscall.denied") if e.get("container") == "oci-net"]
+        assert denied and denied[0]["address"] == "127.0.0.1:9999"

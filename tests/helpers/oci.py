@@ -19,7 +19,7 @@ import pytest
 from tests.helpers.run import SUPERVISOR
 
 BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "cat", "ls", "mkdir", "echo", "sleep", "touch", "nc", "true", "wc", "dd")
+APPLETS = ("sh", "cat", "ls", "mkdir", "echo", "sleep", "touch", "nc", "true", "wc", "dd", "seq")
 
 
 def need_runc() -> None:
