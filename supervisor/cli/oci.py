@@ -1,7 +1,8 @@
 """`oci profile` and `oci patch`: a policy as an OCI seccomp profile for runc, Podman, CRI-O.
 
 `oci profile -p POLICY` prints the ``linux.seccomp`` object (``policy.oci``) whose filter hands
-the daemon's OCI agent (``daemon --oci-socket``) what the policy has the supervisor decide;
+the daemon's OCI agent (``daemon --oci-socket``) what the policy has the supervisor decide (with
+``--base``, merged into a runtime's profile such as Podman's default, the stricter winning);
 `oci patch BUNDLE -p POLICY` puts it into a bundle's config.json (the old one kept as
 config.json.bak), for people who drive runc by hand.
 """
@@ -19,7 +20,7 @@ from supervisor.cli.child import PROG
 from supervisor.daemon.oci import DEFAULT_OCI_SOCKET
 from supervisor.kernel.filter import libseccomp_gaps
 from supervisor.policy import PolicyError, load_policy, plan_filter
-from supervisor.policy.oci import oci_seccomp
+from supervisor.policy.oci import merge_into_base, oci_seccomp
 from supervisor.policy_path import find_policy
 
 
@@ -55,6 +56,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         "and the daemon must find NAME.toml on its policy path)",
     )
     p.add_argument(
+        "--base",
+        type=Path,
+        metavar="FILE",
+        help="merge into this OCI/Docker seccomp profile (e.g. Podman's "
+        "/usr/share/containers/seccomp.json) instead of replacing it: the stricter of the two "
+        "wins for each syscall, and what the merge changed is printed on stderr",
+    )
+    p.add_argument(
         "--listener",
         default=DEFAULT_OCI_SOCKET,
         metavar="PATH",
@@ -62,19 +71,33 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def profile_for(spec: str, listener: str) -> tuple[dict[str, Any], list[str]]:
-    """(the linux.seccomp object, warnings) for policy ``spec``. Raises PolicyError."""
+def profile_for(
+    spec: str, listener: str, base: Path | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """(the linux.seccomp object, warnings) for policy ``spec``, merged into the profile in
+    the file ``base`` when given. Raises PolicyError (OSError, ValueError: the base)."""
     path = find_policy(spec)
     plan = plan_filter(load_policy(path))
     gaps = {name for names in libseccomp_gaps().values() for name in names}
-    return oci_seccomp(plan, policy_name=path.stem, listener_path=listener, unnameable=gaps)
+    if base is None:
+        return oci_seccomp(plan, policy_name=path.stem, listener_path=listener, unnameable=gaps)
+    loaded = json.loads(base.read_text())
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{base}: not a JSON object")
+    merged, changes = merge_into_base(
+        plan, loaded, policy_name=path.stem, listener_path=listener, unnameable=gaps
+    )
+    return merged, [f"merged into {base}: {c}" for c in changes]
 
 
 def cmd_oci_profile(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
-        profile, warnings = profile_for(args.policy, args.listener)
+        profile, warnings = profile_for(args.policy, args.listener, args.base)
     except PolicyError as e:
         print(f"{PROG}: oci profile: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"{PROG}: oci profile: --base: {e}", file=sys.stderr)
         return 1
     for w in warnings:
         print(f"{PROG}: warning: {w}", file=sys.stderr)
@@ -89,7 +112,7 @@ def cmd_oci_profile(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 def cmd_oci_patch(args: argparse.Namespace) -> int:
     config = args.bundle / "config.json"
     try:
-        profile, warnings = profile_for(args.policy, args.listener)
+        profile, warnings = profile_for(args.policy, args.listener, args.base)
         original = config.read_text()
         spec = json.loads(original)
         if not isinstance(spec, dict):

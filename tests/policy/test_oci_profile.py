@@ -8,7 +8,7 @@ import errno
 import pytest
 
 from supervisor.policy import parse_policy, plan_filter
-from supervisor.policy.oci import OciProfileError, oci_seccomp
+from supervisor.policy.oci import OciProfileError, merge_into_base, oci_seccomp
 
 HEAD = 'version = 1\nname = "t"\ndescription = "t"\n'
 
@@ -99,3 +99,60 @@ def test_unnameable_syscalls_are_reported() -> None:
     )
     assert not _entries(profile, "openat")
     assert warnings and "openat" in warnings[0]
+
+
+BASE = {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "defaultErrnoRet": 38,
+    "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+    "syscalls": [
+        {"names": ["read", "write", "openat", "close", "socket"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["chroot"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_CHROOT"]}},
+        {"names": ["chroot"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+         "excludes": {"caps": ["CAP_SYS_CHROOT"]}},
+        {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+    ],
+}  # fmt: skip
+
+
+def _merged(body: str, default: str = "allow") -> tuple[dict[str, object], list[str]]:
+    plan = plan_filter(parse_policy(HEAD + f'default = "{default}"\n' + body, name="t"))
+    return merge_into_base(plan, BASE, policy_name="t", listener_path="/run/x.sock")
+
+
+def test_merge_notifies_only_where_the_base_allows() -> None:
+    merged, changes = _merged(
+        '[[rule]]\nsyscalls = ["openat", "mkdirat"]\npath = ["/secret/**"]\naction = "deny"\n'
+    )
+    assert merged["defaultAction"] == "SCMP_ACT_ERRNO" and merged["archMap"] == BASE["archMap"]
+    assert merged["listenerPath"] == "/run/x.sock" and merged["listenerMetadata"] == "policy=t"
+    (openat,) = _entries(merged, "openat")
+    assert openat["action"] == "SCMP_ACT_NOTIFY"
+    (read,) = _entries(merged, "read")
+    assert read["action"] == "SCMP_ACT_ALLOW" and "openat" not in read["names"]
+    assert not _entries(merged, "mkdirat")  # the base refuses it: stays refused
+    assert any("openat" in c for c in changes)
+    assert any("never apply" in c and "mkdirat" in c for c in changes)
+
+
+def test_merge_stricter_refusals_win_and_conditions_are_kept() -> None:
+    merged, changes = _merged(
+        '[[rule]]\nsyscalls = ["chroot"]\naction = "deny"\nerrno = "EXDEV"\n'
+        '[[rule]]\nsyscalls = ["socket"]\nargs = [{ arg = 0, op = "==", value = "AF_INET" }]\n'
+        'action = "deny"\n'
+        '[[rule]]\nsyscalls = ["personality"]\naction = "log"\n'
+    )
+    (chroot,) = _entries(merged, "chroot")  # both base entries replaced by the policy's
+    assert chroot["action"] == "SCMP_ACT_ERRNO" and chroot["errnoRet"] == errno.EXDEV
+    (socket_rule,) = _entries(merged, "socket")  # a value rule: the engine decides it
+    assert socket_rule["action"] == "SCMP_ACT_NOTIFY"
+    (personality,) = _entries(merged, "personality")
+    assert personality["action"] == "SCMP_ACT_NOTIFY"
+    assert personality["args"] == [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]
+    assert any("chroot" in c and "instead of the base" in c for c in changes)
+
+
+def test_merge_refuses_a_notified_write() -> None:
+    with pytest.raises(OciProfileError, match="write"):
+        _merged('[[rule]]\nsyscalls = ["write"]\naction = "log"\n')
