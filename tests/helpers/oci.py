@@ -47,7 +47,7 @@ def bundle(
     annotations: dict[str, str] | None = None,
 ) -> Path:
     """A bundle in ``root``: a busybox rootfs (``files`` written into it), config.json from
-    `runc spec` with no terminal, ``args``, ``seccomp`` as linux.seccomp."""
+    `runc spec` with no terminal, a writable root, ``args``, ``seccomp`` as linux.seccomp."""
     rootfs = root / "rootfs"
     for sub in ("bin", "proc", "dev", "etc", "tmp", "sys"):
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
@@ -65,6 +65,7 @@ def bundle(
     subprocess.run(["runc", "spec"], cwd=root, check=True, timeout=30)
     spec = json.loads(config.read_text())
     spec["process"]["terminal"] = False
+    spec["root"]["readonly"] = False
     spec["process"]["args"] = list(args)
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
