@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon.test_oci_probes import answers_of, static_probe
 from tests.daemon.test_oci_runc import POLICY
 from tests.helpers.daemon import running_daemon
 from tests.helpers.oci import APPLETS, BUSYBOX, wait_until
@@ -112,3 +113,60 @@ def test_podman_run_and_exec_under_a_merged_profile(tmp_path: Path, podman: Podm
             timeout=60,
             what="the container's target gone",
         )
+
+
+def test_imported_podman_profile_round_trip(tmp_path: Path, podman: Podman) -> None:
+    """`policy import` of Podman's default profile, extended with a path rule, exported with
+    `oci profile` and supervised by the daemon: the probes get the answers they get under the
+    original profile (which Podman applies itself), the denied path aside."""
+    probe = static_probe()
+    directory = "/etc/probe"
+    image = tmp_path / "image2"
+    shutil.copytree(tmp_path / "image", image, symlinks=True)
+    shutil.copy(probe, image / "bin" / "oci_probe")
+    (image / directory.lstrip("/")).mkdir(parents=True)
+    for name in ("secret", "ok"):
+        (image / directory.lstrip("/") / name).write_text(name)
+    with tarfile.open(tmp_path / "bb2.tar", "w") as tar:
+        tar.add(image, arcname=".")
+    assert podman("import", str(tmp_path / "bb2.tar"), "localhost/sv-probe").returncode == 0
+
+    oci = str(tmp_path / "run" / "oci.sock")
+    with running_daemon(tmp_path, "--oci-socket", oci) as daemon:
+        policy = daemon.policy_dir / "imported.toml"
+        made = subprocess.run(
+            [str(SUPERVISOR), "policy", "import", str(PODMAN_DEFAULT), "-o", str(policy)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        text = policy.read_text()
+        assert "only with CAP_SYS_ADMIN" in text  # includes/excludes were evaluated
+        # Extended above the imported rules (the first matching rule decides).
+        first = text.index("[[rule]]")
+        policy.write_text(
+            text[:first] + f'[[rule]]\nname = "secret"\nsyscalls = ["open", "openat", "openat2"]\n'
+            f'path = ["{directory}/secret"]\naction = "deny"\nerrno = "EACCES"\n\n' + text[first:]
+        )
+        exported = subprocess.run(
+            [str(SUPERVISOR), "oci", "profile", "-p", str(policy), "--listener", oci],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        profile = tmp_path / "imported.json"
+        profile.write_text(exported.stdout)
+
+        def answers(seccomp: Path) -> dict[str, str]:
+            got = podman("run", "--rm", *RUN_FLAGS, "--security-opt", f"seccomp={seccomp}",
+                         "localhost/sv-probe", "/bin/oci_probe", directory)  # fmt: skip
+            assert got.returncode == 0, got.stderr
+            return answers_of(got.stdout)
+
+        original = answers(PODMAN_DEFAULT)
+        imported = answers(profile)
+        assert daemon.events("oci.handover")
+        assert imported.pop("open-secret") == "EACCES"
+        assert imported.pop("i386-open-secret") == "EACCES"
+        assert original.pop("open-secret") == original.pop("i386-open-secret") == "OK"
+        assert imported == original
+        # Decided by the profile, not by the machine: some answers are refusals.
+        assert original["bpf"] == "EPERM" and original["personality-odd"] == "ENOSYS"

@@ -4,7 +4,10 @@
  * Usage: oci_probe DIR   (DIR/secret is denied by path, DIR/ok allowed)
  * Probes: open-secret, open-ok (inspected: openat), socket-inet, socket-unix (kernel: socket's
  * argument), chroot (kernel: by number), and the same through i386 int $0x80: i386-open-secret
- * (open 5), i386-open-ok, i386-socket-inet (socket 359), i386-chroot (61).
+ * (open 5), i386-open-ok, i386-socket-inet (socket 359), i386-chroot (61). Then calls Podman's
+ * default profile decides (for `policy import`'s round trip): setns, bpf, kexec_load,
+ * personality(0), personality(0x1234), socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT), and i386
+ * kexec_load (283), personality (136), io_pgetevents_time64 (416).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static long int80(long nr, long a, long b, long c) {
@@ -33,6 +37,9 @@ static const char *name(int e) {
     case ENOSYS: return "ENOSYS";
     case EXDEV: return "EXDEV";
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EBADF: return "EBADF";
+    case EINVAL: return "EINVAL";
+    case EFAULT: return "EFAULT";
     default: return "OTHER";
     }
 }
@@ -66,5 +73,15 @@ int main(int argc, char **argv) {
     report("i386-open-ok", int80(5, (long)ok, O_RDONLY, 0));
     report("i386-socket-inet", int80(359, AF_INET, SOCK_STREAM, 0));
     report("i386-chroot", int80(61, (long)secret, 0, 0));
+    report("setns", sys(syscall(SYS_setns, -1, 0)));
+    report("bpf", sys(syscall(SYS_bpf, -1, 0, 0)));
+    report("kexec_load", sys(syscall(SYS_kexec_load, 0, 0, 0, 0)));
+    report("personality-0", sys(syscall(SYS_personality, 0xffffffff)));
+    report("socket-audit", sys(socket(AF_NETLINK, SOCK_RAW, 9)));
+    report("i386-kexec_load", int80(283, 0, 0, 0));
+    report("i386-io_pgetevents_time64", int80(416, 0, 0, 0));
+    /* Last: where allowed, they change the personality. */
+    report("personality-odd", sys(syscall(SYS_personality, 0x1234)));
+    report("i386-personality-odd", int80(136, 0x1234, 0, 0));
     return 0;
 }
