@@ -83,7 +83,8 @@ def parse_state(data: bytes) -> dict[str, Any]:
 
 def claimed_pid(obj: dict[str, Any]) -> int | None:
     """The process a hand-over is about: its ``pid``, else its state's (the init's)."""
-    for value in (obj.get("pid"), (obj.get("state") or {}).get("pid")):
+    state = obj.get("state")
+    for value in (obj.get("pid"), state.get("pid") if isinstance(state, dict) else None):
         if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 22:
             return value
     return None

@@ -19,7 +19,8 @@ import pytest
 from supervisor.target.launch import Launched
 from tests.helpers.daemon import DaemonProcess, running_daemon
 from tests.helpers.kernel import notify_plan, start
-from tests.helpers.oci import hand_over, state_message, wait_until
+from tests.helpers.oci import hand_over, state_message
+from tests.helpers.wait import wait_until
 
 POLICY = 'version = 1\nname = "plain"\ndescription = "allow"\ndefault = "allow"\n'
 
@@ -148,7 +149,10 @@ def test_bad_hand_overs_are_refused_and_kill_only_the_process_handed_over(
 
     # Nothing else changed: the daemon serves, holds no fd more, takes a good hand-over.
     assert daemon.request("status")["targets"] == 0
-    wait_until(lambda: daemon.fd_count() == baseline, what="the daemon's fds back to baseline")
+    wait_until(
+        lambda: daemon.fd_count() <= baseline,  # a status probe may still be open in it
+        what="the daemon's fds back to baseline",
+    )
     child = _child()
     try:
         hand_over(oci, _msg(child.pid, cid="good"), [child.listener.fileno()])

@@ -17,8 +17,9 @@ import pytest
 from tests.daemon.test_oci_probes import answers_of, static_probe
 from tests.daemon.test_oci_runc import POLICY
 from tests.helpers.daemon import running_daemon
-from tests.helpers.oci import APPLETS, BUSYBOX, wait_until
+from tests.helpers.oci import APPLETS, BUSYBOX
 from tests.helpers.run import SUPERVISOR
+from tests.helpers.wait import wait_until
 
 PODMAN_DEFAULT = Path("/usr/share/containers/seccomp.json")
 # What Podman needs on this machine (kernel-facts): runc, cgroupfs, vfs, explicit rlimits.

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.daemon import DaemonProcess, running_daemon
-from tests.helpers.oci import Runc, bundle, need_runc, profile, wait_until
+from tests.helpers.oci import Runc, bundle, need_runc, profile
+from tests.helpers.wait import wait_until
 
 POLICY = """
 version = 1

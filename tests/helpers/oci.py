@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import array
 import json
-import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -173,15 +171,3 @@ def state_message(
         "ociVersion": "1.0.2-dev", "fds": list(fds), "pid": pid, "metadata": metadata,
         "state": state,
     }  # fmt: skip
-
-
-def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
-
-
-def own_fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))

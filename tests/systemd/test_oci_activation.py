@@ -15,8 +15,9 @@ import pytest
 
 from supervisor.daemon.client import request
 from tests.helpers.kernel import notify_plan, start
-from tests.helpers.oci import hand_over, state_message, wait_until
+from tests.helpers.oci import hand_over, state_message
 from tests.helpers.run import SUPERVISOR
+from tests.helpers.wait import wait_until
 from tests.systemd.test_systemd_units import ROOT, directives
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from supervisor.daemon.client import request
 from tests.daemon.test_oci_runc import FILES, POLICY
-from tests.helpers.oci import Runc, bundle, need_runc, profile, wait_until
+from tests.helpers.oci import Runc, bundle, need_runc, profile
+from tests.helpers.wait import wait_until
 from tests.systemd.test_systemd_daemon import Service, take_stored_target
 
 
