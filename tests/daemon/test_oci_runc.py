@@ -200,3 +200,32 @@ def test_connects_performed_in_the_container_network_namespace(tmp_path: Path, r
         assert "rc=1" in got.stdout and "Permission denied" in got.stderr
         denied = [e for e in daemon.events("syscall.denied") if e.get("container") == "oci-net"]
         assert denied and denied[0]["address"] == "127.0.0.1:9999"
+
+
+ONCE_POLICY = """
+version = 1
+name = "conce"
+description = "containers: the runtime's exec of the workload, and no other"
+default = "allow"
+
+[[rule]]
+name = "the-workload"
+syscalls = ["execve", "execveat"]
+once = true
+errno = "EACCES"
+action = "allow"
+"""
+
+
+def test_exec_once_of_the_workload_holds(tmp_path: Path, runc: Runc) -> None:
+    with oci_daemon(tmp_path) as (daemon, oci):
+        daemon.policy("conce", ONCE_POLICY)
+        seccomp = profile("conce", oci, daemon.policy_dir)
+        probe = "echo started; /bin/cat /etc/ok; echo rc=$?"
+        b = bundle(tmp_path / "b", ["/bin/sh", "-c", probe], seccomp, files=FILES)
+        got = runc.run("oci-once", b)
+        assert got.returncode == 0, got.stderr
+        assert "started" in got.stdout  # runc's exec of the workload was the one allowed
+        assert "harmless-oci" not in got.stdout and "rc=126" in got.stdout, got.stdout
+        denied = [e for e in daemon.events("syscall.denied") if e.get("container") == "oci-once"]
+        assert denied and denied[0]["syscall"] == "execve", denied
