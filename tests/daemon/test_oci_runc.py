@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.daemon.client import Client
 from tests.helpers.daemon import DaemonProcess, running_daemon
 from tests.helpers.oci import Runc, bundle, need_runc, profile
 from tests.helpers.wait import wait_until
@@ -60,6 +61,8 @@ def test_container_and_exec_are_supervised(tmp_path: Path, runc: Runc) -> None:
 
         # The init: the denied path is refused in the container's root, the other one read.
         b1 = bundle(tmp_path / "b1", ["sh", "-c", PROBE], seccomp, files=FILES)
+        stream = Client(daemon.control)
+        stream.request("subscribe")
         got = runc.run("oci-a", b1)
         assert got.returncode == 0, got.stderr
         assert "harmless-oci" in got.stdout
@@ -70,6 +73,14 @@ def test_container_and_exec_are_supervised(tmp_path: Path, runc: Runc) -> None:
         assert denied and denied[0]["path"] == "/etc/secret"
         handed = [e for e in daemon.events("oci.handover") if e["container"] == "oci-a"]
         assert handed[0]["status"] == "creating"
+        # The event stream: the target with its container, its decisions tagged with it.
+        attached = stream.read_message()
+        assert attached["event"] == "target.attached", attached
+        assert attached["container"] == {"id": "oci-a", "status": "creating", "bundle": str(b1)}
+        while (event := stream.read_message())["event"] != "syscall.denied":
+            assert event.get("container") == "oci-a", event
+        assert event["container"] == "oci-a" and event["path"] == "/etc/secret"
+        stream.close()
 
         # A running container, and runc exec into it: a second target of the same container.
         b2 = bundle(
