@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from supervisor.daemon import client
+from supervisor.daemon.call import Service
+from supervisor.daemon.oci import DEFAULT_OCI_SOCKET, OciAgent, OciConfig, open_oci_socket
 from supervisor.daemon.protocol import DEFAULT_CONTROL
 from supervisor.daemon.server import DaemonConfig, serve
 from supervisor.daemon.systemd import daemon_integration
@@ -46,6 +49,27 @@ def add_commands(sub: Any) -> None:
         default=30.0,
         help="seconds an idle or stalled control connection is kept (default 30)",
     )
+    daemon.add_argument(
+        "--oci-socket",
+        nargs="?",
+        const=DEFAULT_OCI_SOCKET,
+        metavar="PATH",
+        help="also be the OCI agent: accept containers that runc/Podman hand over through a "
+        f"seccomp profile's listenerPath on this socket (mode 0600; default {DEFAULT_OCI_SOCKET})."
+        " Socket-activated: the fd named 'oci' (systemd/seccomp-supervisor-oci.socket)",
+    )
+    daemon.add_argument(
+        "--oci-default-policy",
+        metavar="NAME",
+        help="the policy of a container whose listenerMetadata and annotations name none "
+        "(default: such a container is refused)",
+    )
+    daemon.add_argument(
+        "--oci-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a runtime has to hand a container over (default 10)",
+    )
     daemon.set_defaults(func=cmd_daemon)
     for name, func, help_ in (
         ("status", cmd_status, "show the daemon's status"),
@@ -76,11 +100,32 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     )
     sd = daemon_integration()  # no-op unless started by systemd (or systemd-socket-activate)
     try:
-        serve(config, control_socket=sd.control_socket, hooks=sd.hooks(), recovered=sd.recovered)
+        services = oci_services(args, sd.oci_socket)
+        serve(
+            config,
+            control_socket=sd.control_socket,
+            hooks=sd.hooks(),
+            recovered=sd.recovered,
+            services=services,
+        )
     except (OSError, ValueError) as e:
         print(f"seccomp-supervisor: daemon: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def oci_services(args: argparse.Namespace, inherited: socket.socket | None) -> list[Service]:
+    """The OCI agent, when asked for (``--oci-socket``) or its socket was passed in."""
+    if inherited is None and args.oci_socket is None:
+        return []
+    oci = OciConfig(
+        socket=args.oci_socket or DEFAULT_OCI_SOCKET,
+        default_policy=args.oci_default_policy,
+        timeout=args.oci_timeout,
+    )
+    if inherited is not None:
+        return [OciAgent(oci, inherited, owns_path=False).serve]
+    return [OciAgent(oci, open_oci_socket(oci.socket)).serve]
 
 
 def _ask(args: argparse.Namespace, op: str) -> dict[str, Any] | int:
@@ -142,10 +187,20 @@ def cmd_ps(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(
             f"{t['target']:>4} {t['pid']:>7} {t['uid']:>5} {t['policy']:<16.16} "
             f"{c.get('notifications', 0):>7} {c.get('allowed', 0):>7} {c.get('denied', 0):>6} "
-            f"{c.get('killed', 0):>4} {age:>5.0f}s  {' '.join(t.get('argv', []))}",
+            f"{c.get('killed', 0):>4} {age:>5.0f}s  {_command(t)}",
             file=out,
         )
     return 0
+
+
+def _command(t: dict[str, Any]) -> str:
+    """A target's COMMAND column: its argv, and the container it belongs to."""
+    text = " ".join(t.get("argv", []))
+    container = t.get("container")
+    if isinstance(container, dict):
+        label = f"[container {container.get('id')} {container.get('status')}]"
+        text = f"{label} {text}" if text else label
+    return text
 
 
 def cmd_reload(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

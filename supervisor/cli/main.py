@@ -16,6 +16,7 @@ from typing import TextIO
 from supervisor import __version__, logs
 from supervisor.cli.child import PROG, fail
 from supervisor.cli.daemon import add_commands as add_daemon_commands
+from supervisor.cli.oci import add_commands as add_oci_commands
 from supervisor.cli.policy import add_commands as add_policy_commands
 from supervisor.cli.run import cmd_run
 from supervisor.daemon.protocol import DEFAULT_CONTROL
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_daemon_commands(sub)
 
     add_policy_commands(sub)
+    add_oci_commands(sub)
     return parser
 
 

@@ -33,10 +33,12 @@ def is_listener(fd: int) -> bool:
         return False
 
 
-def validate_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+def validate_metadata(obj: dict[str, Any], *, container: bool = False) -> dict[str, Any]:
     """The target metadata of an ``attach`` (or a recovered fd): policy, pid, argv, uid, an
-    optional session token and an optional ``exited`` (the client has reaped the pid). Raises
-    ProtocolError."""
+    optional session token and an optional ``exited`` (the client has reaped the pid). With
+    ``container`` (a hand-over on the OCI socket, or a recovered fd), also the optional
+    ``container`` facts (``validate_container``); a control-socket client cannot claim to be a
+    container. Raises ProtocolError."""
     policy, pid, argv, uid = obj.get("policy"), obj.get("pid"), obj.get("argv"), obj.get("uid")
     session, exited = obj.get("session"), obj.get("exited", False)
     if not isinstance(policy, str):
@@ -52,11 +54,50 @@ def validate_metadata(obj: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(exited, bool):
         raise ProtocolError("bad_request", 'attach: "exited" must be a boolean')
     meta: dict[str, Any] = {"policy": policy, "pid": pid, "argv": argv, "uid": uid}
+    if container and "container" in obj:  # a container's process (daemon.oci)
+        meta["container"] = validate_container(obj["container"])
     if session is not None:
         meta["session"] = session
     if exited:
         meta["exited"] = True
     return meta
+
+
+MAX_ANNOTATIONS = 256  # a container's annotations kept with its targets
+MAX_TEXT = 4096  # the longest container id, bundle path, annotation key or value kept
+
+
+def _short_text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT or "\0" in value:
+        raise ProtocolError("bad_request", f"container: {what} must be a string (<= {MAX_TEXT})")
+    return value
+
+
+def validate_container(obj: Any) -> dict[str, Any]:
+    """The container facts of a target handed over by a container runtime (``daemon.oci``):
+    ``id``, ``status`` (``creating`` for the container's init, ``running`` for an exec into
+    it), ``bundle`` and ``annotations`` (string to string). Raises ProtocolError."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_request", "container: must be an object")
+    out: dict[str, Any] = {
+        "id": _short_text(obj.get("id"), "id"),
+        "status": _short_text(obj.get("status"), "status"),
+        "bundle": _short_text(obj.get("bundle", ""), "bundle"),
+    }
+    if not out["id"]:
+        raise ProtocolError("bad_request", "container: empty id")
+    annotations = obj.get("annotations", {})
+    if annotations is None:
+        annotations = {}
+    if not isinstance(annotations, dict) or len(annotations) > MAX_ANNOTATIONS:
+        raise ProtocolError(
+            "bad_request", f"container: annotations must be an object (at most {MAX_ANNOTATIONS})"
+        )
+    out["annotations"] = {
+        _short_text(k, "an annotation key"): _short_text(v, "an annotation value")
+        for k, v in annotations.items()
+    }
+    return out
 
 
 @dataclass(frozen=True)

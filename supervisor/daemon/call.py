@@ -4,7 +4,7 @@ that modules of handlers import it, and the table (``daemon.ops``) imports them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +37,8 @@ class Host(Protocol):
 
     def subscribe(self, conn: Connection, nursery: trio.Nursery) -> dict[str, Any]: ...
 
+    def publish(self, event: dict[str, Any]) -> None: ...
+
 
 @dataclass
 class Call:
@@ -50,3 +52,8 @@ class Call:
 class Op:
     handler: Callable[[Host, Call], dict[str, Any]]
     takes_fd: bool = False
+
+
+# A front end with a socket of its own (``daemon.oci``): run by the daemon beside its control
+# socket, in its top nursery, until the daemon stops (cancelled).
+Service = Callable[[Host], Awaitable[None]]

@@ -23,6 +23,7 @@ from typing import Any
 LISTENER_PREFIX = "listener-"
 META_PREFIX = "meta-"
 CONTROL_NAME = "control"
+OCI_NAME = "oci"  # FileDescriptorName= of systemd/seccomp-supervisor-oci.socket (daemon.oci)
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 MAX_META_BYTES = 1 << 20
 
@@ -78,6 +79,7 @@ class Recovered:
     """What the service manager handed us at start-up, sorted out."""
 
     control: socket.socket | None = None
+    oci: socket.socket | None = None  # the OCI agent's socket, when one is passed
     targets: list[StoredTarget] = field(default_factory=list)
     # (fd, name) of what could not be used; already closed, listed for the log.
     discarded: list[tuple[int, str, str]] = field(default_factory=list)
@@ -105,7 +107,8 @@ def recover(fds: Sequence[tuple[int, str]]) -> Recovered:
 
     The control socket is the fd named ``control`` or, when the activator gave no such name
     (``systemd-socket-activate`` without ``--fdname``), the first listening AF_UNIX stream
-    socket. A listener without readable metadata, metadata without a listener, and anything else
+    socket; the OCI agent's socket (``daemon.oci``) is the one named ``oci``. A listener
+    without readable metadata, metadata without a listener, and anything else
     are closed and reported in ``discarded``: a target whose policy is unknown cannot be
     supervised (closing its listener fails its notified syscalls with ENOSYS, closed not open,
     unless its `run` still holds a copy and hands it over again).
@@ -131,9 +134,13 @@ def recover(fds: Sequence[tuple[int, str]]) -> Recovered:
                 metas[key] = fd
         else:
             rest.append((fd, name))
+    oci = [fd for fd, n in rest if n == OCI_NAME and _is_listening_unix_stream(fd)][:1]
+    rest = [(fd, n) for fd, n in rest if fd not in oci]
     named = [(fd, n) for fd, n in rest if n == CONTROL_NAME and _is_listening_unix_stream(fd)]
     unnamed = [(fd, n) for fd, n in rest if _is_listening_unix_stream(fd)]
     chosen = (named or unnamed)[0][0] if named or unnamed else -1
+    if oci:
+        out.oci = socket.socket(fileno=oci[0])
     for fd, name in rest:
         if fd == chosen:
             out.control = socket.socket(fileno=fd)

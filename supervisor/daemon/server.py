@@ -44,7 +44,7 @@ import trio
 from supervisor import __version__
 from supervisor.daemon import protocol as control
 from supervisor.daemon.admission import is_listener, validate_metadata
-from supervisor.daemon.call import Call
+from supervisor.daemon.call import Call, Service
 from supervisor.daemon.connection import (
     Connection,
     Drop,
@@ -56,7 +56,7 @@ from supervisor.daemon.connection import (
 from supervisor.daemon.ops import op_for
 from supervisor.daemon.policies import PolicyStore
 from supervisor.daemon.protocol import ProtocolError, RequestError
-from supervisor.daemon.targets import DaemonHooks, Target, TargetLog
+from supervisor.daemon.targets import DaemonHooks, Target, TargetLog, log_tags
 from supervisor.kernel.seccomp import ListenerFd
 from supervisor.supervise.loop import Supervisor
 
@@ -135,6 +135,7 @@ class Daemon:
         recovered: Iterable[tuple[int, dict[str, Any]]] = (),
         log: Any | None = None,
         owns_path: bool = True,
+        services: Iterable[Service] = (),
     ) -> None:
         self.config = config
         self.hooks = hooks or DaemonHooks()
@@ -147,6 +148,7 @@ class Daemon:
         self._listen = control_socket
         self._owns_path = owns_path
         self._recovered = list(recovered)
+        self._services = list(services)  # front ends with sockets of their own (daemon.oci)
         self._ids = itertools.count(1)
         self._connections: set[Connection] = set()
         self._subscribers: set[Connection] = set()
@@ -168,6 +170,8 @@ class Daemon:
                     self._adopt_recovered(fd, meta)
                 self._recovered = []
                 top.start_soon(self._accept, listen, conns)
+                for service in self._services:
+                    top.start_soon(service, self)
                 top.start_soon(self._signals)
                 self.log.info(
                     "daemon.ready",
@@ -236,11 +240,14 @@ class Daemon:
         loaded = self.policies.get(metadata["policy"])
         tid = next(self._ids)
         listener = ListenerFd(fd)
-        log = self.log.bind(target=tid, target_pid=metadata["pid"], policy=metadata["policy"])
+        tags = log_tags(metadata)
+        log = self.log.bind(
+            target=tid, target_pid=metadata["pid"], policy=metadata["policy"], **tags
+        )
         sup = Supervisor(
             listener,
             loaded.policy,
-            log=TargetLog(self.publish, tid, log),
+            log=TargetLog(self.publish, tid, log, tags),
             max_blocking_opens=self.config.max_blocking_opens,
             batch=self.config.batch,
         )
@@ -257,7 +264,7 @@ class Daemon:
         try:
             if not is_listener(fd):
                 raise ProtocolError("not_a_listener", "not a seccomp listener")
-            self.add_target(fd, validate_metadata(metadata), recovered=True)
+            self.add_target(fd, validate_metadata(metadata, container=True), recovered=True)
         except (ProtocolError, RequestError) as e:
             self.log.error("target.recover_failed", fd=fd, metadata=metadata, error=str(e))
             control.close_fds([fd])
@@ -278,7 +285,10 @@ class Daemon:
             self._finished["targets"] += 1
         if gone:
             log.info("target.detached", **summary)
-            self.publish({"event": "target.detached", "target": target.id, **summary})
+            self.publish(
+                {"event": "target.detached", "target": target.id, **log_tags(target.metadata)}
+                | summary
+            )
             self._call_hook(self.hooks.detached, target)
         self._call_hook(self.hooks.targets_changed, len(self.targets))
 
@@ -465,9 +475,11 @@ def serve(
     control_socket: socket.socket | None = None,
     hooks: DaemonHooks | None = None,
     recovered: Iterable[tuple[int, dict[str, Any]]] = (),
+    services: Iterable[Service] = (),
 ) -> None:
     """Run the daemon in this process until SIGTERM/SIGINT: on ``control_socket`` (inherited,
-    e.g. socket activation) or a socket created at ``config.control``."""
+    e.g. socket activation) or a socket created at ``config.control``; each of ``services``
+    (a front end with a socket of its own: ``daemon.oci``) runs beside it."""
     owns = control_socket is None
     # Each target costs fds (its listener, pidfds, resolver handles): take what we may.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -475,5 +487,7 @@ def serve(
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sock = control_socket or open_control_socket(config.control, config.group)
-    daemon = Daemon(config, sock, hooks=hooks, recovered=recovered, owns_path=owns)
+    daemon = Daemon(
+        config, sock, hooks=hooks, recovered=recovered, owns_path=owns, services=services
+    )
     trio.run(daemon.run)

@@ -17,7 +17,8 @@ protocol (sd_notify(3), sd_listen_fds(3), systemd.service(5)):
   failed), and hands the target back at the next start. ``FDSTOREREMOVE=1`` drops both names
   when the target is gone. The names and the metadata memfd are ``daemon.fdstore``'s.
 * **Socket activation and recovery**: systemd passes fds from 3 on with ``$LISTEN_FDS``,
-  ``$LISTEN_PID`` and ``$LISTEN_FDNAMES`` — the control socket (``FileDescriptorName=control``)
+  ``$LISTEN_PID`` and ``$LISTEN_FDNAMES`` — the control socket (``FileDescriptorName=control``),
+  the OCI agent's socket (``FileDescriptorName=oci``, a second socket unit)
   and, after a restart, everything in the fd store with its FDNAME. ``fdstore.recover`` splits
   them.
   A recovered target's tree is kicked (``target.recover``) once its pid is checked against
@@ -258,6 +259,7 @@ class DaemonIntegration:
     control_socket: socket.socket | None
     recovered: list[tuple[int, dict[str, Any]]]
     watchdog_usec: int | None
+    oci_socket: socket.socket | None = None  # FileDescriptorName=oci (daemon.oci)
     # listener fd -> its fd-store key, for targets recovered from the store (already stored).
     recovered_keys: dict[int, str] = field(default_factory=dict)
     # listener fd -> the start time of the target's process when it was stored, if known.
@@ -350,6 +352,7 @@ def daemon_integration(environ: MutableMapping[str, str] | None = None) -> Daemo
     integration = DaemonIntegration(
         notifier=notifier,
         control_socket=got.control,
+        oci_socket=got.oci,
         recovered=[(t.listener_fd, t.metadata) for t in got.targets],
         watchdog_usec=usec,
         recovered_keys={t.listener_fd: t.key for t in got.targets},
@@ -358,10 +361,11 @@ def daemon_integration(environ: MutableMapping[str, str] | None = None) -> Daemo
             for t in got.targets
         },
     )
-    if got.control is not None or got.targets:
+    if got.control is not None or got.oci is not None or got.targets:
         log.info(
             "systemd.activated",
             control_socket=got.control is not None,
+            oci_socket=got.oci is not None,
             recovered_targets=len(got.targets),
         )
     return integration

@@ -49,10 +49,25 @@ class Target:
                 "by_syscall": dict(c.by_syscall.most_common()),
             },
         }
+        container = self.metadata.get("container")
+        if container is not None:
+            info["container"] = container if detail else container_brief(container)
         if detail:
             info["peer"] = self.peer
             info["policy_description"] = self.supervisor.policy.description
         return info
+
+
+def container_brief(container: dict[str, Any]) -> dict[str, Any]:
+    """What ``ps`` and each event say of a target's container: its id, status and bundle."""
+    return {k: container[k] for k in ("id", "status", "bundle") if k in container}
+
+
+def log_tags(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The fields bound to every log event and published event of a target: the container id
+    of a container's process (``daemon.oci``), nothing for others."""
+    container = metadata.get("container")
+    return {"container": container["id"]} if container is not None else {}
 
 
 @dataclass
@@ -75,14 +90,21 @@ class TargetLog:
     """The logger a target's Supervisor writes to: the daemon's log, bound to the target, and
     every event handed to ``publish`` (for the subscribers)."""
 
-    def __init__(self, publish: Callable[[dict[str, Any]], None], target_id: int, log: Any) -> None:
+    def __init__(
+        self,
+        publish: Callable[[dict[str, Any]], None],
+        target_id: int,
+        log: Any,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
         self._publish = publish
         self._id = target_id
         self._log = log
+        self._tags = tags or {}
 
     def _emit(self, level: str, event: str, **fields: Any) -> None:
         getattr(self._log, level)(event, **fields)
-        self._publish({"event": event, "target": self._id, "level": level, **fields})
+        self._publish({"event": event, "target": self._id, **self._tags, "level": level, **fields})
 
     def debug(self, event: str, **fields: Any) -> None:
         self._emit("debug", event, **fields)

@@ -116,6 +116,15 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def seccomp_mode(pid: int) -> int:
+    """The ``Seccomp:`` field of /proc/PID/status: 0 none, 1 strict, 2 filter."""
+    with open(f"/proc/{int(pid)}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Seccomp:"):
+                return int(line.split()[1])
+    raise ProcessLookupError(pid)
+
+
 def ppid(pid: int) -> int:
     """The parent of ``pid``."""
     fields = _stat_fields(f"/proc/{int(pid)}/stat")

@@ -40,6 +40,7 @@ def test_units_shipped() -> None:
     assert names == {
         "seccomp-supervisor.service",
         "seccomp-supervisor.socket",
+        "seccomp-supervisor-oci.socket",
         "example-app.service",
     }
 
