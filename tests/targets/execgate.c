@@ -119,8 +119,7 @@ static void on_rt(int sig) {
 static void *rt_sender(void *arg) {
     (void)arg;
     for (int i = 0; i < rt_count; i++) {
-        while (syscall(SYS_tgkill, getpid(), main_tid, SIGRTMIN) != 0 && errno == EAGAIN)
-            nap_ms(1);
+        while (syscall(SYS_tgkill, getpid(), main_tid, SIGRTMIN) != 0 && errno == EAGAIN) nap_ms(1);
         if (i % 8 == 0) nap_ms(1);
     }
     sending = 0;

@@ -9,8 +9,8 @@
 static const char line[] = "MARKER\n";
 
 __attribute__((naked, noreturn)) void _start(void) {
-    __asm__ volatile("mov $1, %%eax\n"  /* write */
-                     "mov $1, %%edi\n"  /* fd 1 */
+    __asm__ volatile("mov $1, %%eax\n" /* write */
+                     "mov $1, %%edi\n" /* fd 1 */
                      "lea %c0(%%rip), %%rsi\n"
                      "mov $7, %%edx\n"
                      "syscall\n"
