@@ -339,7 +339,7 @@ def exec_note(rule: Rule, execs: frozenset[str]) -> str:
         return ""
     text = (
         f"; {'/'.join(sorted(execs))} are then VERIFIED (the executed file must be the checked "
-        "one, else SIGKILL: the exec is stopped before the new program's first instruction)"
+        "one, else SIGKILL before its first instruction)"
     )
     if rule.argv:
         text += "; argv is ADVISORY (not re-verified; denials by argv are enforced)"
