@@ -23,12 +23,15 @@ from supervisor.supervise import reply
 from supervisor.supervise.act import act, allowed
 from supervisor.supervise.context import Context
 from supervisor.supervise.exec.argv import read_argv
-from supervisor.supervise.exec.gate import Gate, Outcome, Pass, Result, start_gate
+from supervisor.supervise.exec.gate import Gate, Outcome, Pass, Result, gate_job
+from supervisor.supervise.exec.tracers import TracerPool
 from supervisor.supervise.exec.verify import executed_path, expected_files
 from supervisor.supervise.records import record
 from supervisor.supervise.requests import budget_facts, read_paths
 
-GATE_THREADS = 64  # execs in the gate at once, per Supervisor (more wait for a thread)
+# The tracer threads of every Supervisor of this process: at most 64 execs in the gate at once
+# (more wait, in order, for a thread).
+TRACERS = TracerPool(limit=64)
 
 
 @dataclass(slots=True)
@@ -50,8 +53,6 @@ class ExecCalls:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        # Execs in the gate at once (each on a tracer thread of its own: supervise/exec/gate).
-        self._threads = trio.CapacityLimiter(GATE_THREADS)
         self.gates: dict[int, Gate] = {}  # by tid: the gate that traces it
 
     def wants(self, name: str) -> bool:
@@ -122,18 +123,7 @@ class ExecCalls:
                 reply.resume(ctx, n)
                 return
         gate = Gate(ctx.listener, n.pid, tgid, pidfd, this, after=previous)
-        if not ctx.spawn(self._through_gate, gate):
-            os.close(pidfd)
-            raise RuntimeError("the supervisor is not running")
-        self.gates[n.pid] = gate
-
-    async def _through_gate(self, gate: Gate) -> None:
-        """Let the exec through the gate on a tracer thread of its own, then log what came of
-        it. The thread answers the notification (CONTINUE) once it has seized the thread."""
-        ctx = self.ctx
         token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        box: list[Result | BaseException] = []
 
         def judge(p: Pass) -> str | None:  # on the tracer thread
             return trio.from_thread.run_sync(
@@ -145,25 +135,26 @@ class ExecCalls:
                 trio.from_thread.run_sync(self._log_allowed, p, trio_token=token)
 
         def finished(result: Result | BaseException) -> None:  # on the tracer thread
-            box.append(result)
-            with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(done.set, trio_token=token)
+            with contextlib.suppress(trio.RunFinishedError):  # the supervisor has stopped
+                token.run_sync_soon(self._finished, gate, result)
 
+        if this.about.decision.enters is None:
+            self._log_allowed(this)  # now: counted before it runs, like any allow
         try:
-            async with self._threads:
-                try:
-                    start_gate(gate, judge, seized, finished)
-                except RuntimeError:  # no thread: nothing was resumed
-                    os.close(gate.pidfd)
-                    gate.done.set()
-                    ex = gate.first.about
-                    reply.refuse(ctx, ex.n, ex.name, errno.EPERM, reason="no tracer thread")
-                    return
-                await done.wait()  # cancelled: the supervisor stops; the thread lets go
-        finally:
-            if self.gates.get(gate.tid) is gate:
-                del self.gates[gate.tid]
-        result = box[0]
+            TRACERS.submit(gate_job(gate, judge, seized, finished))
+        except RuntimeError:  # no thread: nothing was resumed
+            os.close(pidfd)
+            gate.done.set()
+            ctx.counters.allowed -= this.about.logged
+            reply.refuse(ctx, n, request.syscall, errno.EPERM, reason="no tracer thread")
+            return
+        self.gates[n.pid] = gate
+
+    def _finished(self, gate: Gate, result: Result | BaseException) -> None:
+        """On the trio thread, once the gate let go: log what came of it."""
+        ctx = self.ctx
+        if self.gates.get(gate.tid) is gate:
+            del self.gates[gate.tid]
         if isinstance(result, BaseException):  # the gate killed the process
             ctx.log.error(
                 "supervisor.internal_error",
@@ -175,6 +166,7 @@ class ExecCalls:
         ex = result.last.about
         outcome = result.outcome
         if outcome is Outcome.UNTRACEABLE:
+            ctx.counters.allowed -= ex.logged
             reason = f"cannot stop the exec to verify it: {_untraceable(result.err)}"
             reply.refuse(ctx, ex.n, ex.name, errno.EPERM, reason=reason)
             return

@@ -1,7 +1,7 @@
 """The exec gate: resume an inspected exec allow with the exec-ing thread seized, so that the new
 program is stopped before its first instruction and checked there.
 
-``start_gate`` runs one exec through it on a new OS thread of its own, from the seize to the
+``gate_job`` runs one exec through it on a tracer thread (``tracers``), from the seize to the
 detach (ptrace requests are only accepted from the tracer thread, and its waits must see no
 other child or tracee; the kernel facts are in ``supervisor.kernel.ptrace``):
 
@@ -40,6 +40,7 @@ from supervisor.kernel import proc, ptrace
 from supervisor.kernel.pidfd import pidfd_send_signal
 from supervisor.kernel.ptrace import StopKind
 from supervisor.kernel.seccomp import ListenerFd
+from supervisor.supervise.exec.tracers import Job
 from supervisor.supervise.exec.verify import Ino
 
 
@@ -100,6 +101,7 @@ class Gate:
         self._lock = threading.Lock()
         self._current = first
         self._stopped = False  # a stop was seen: no exec is taken any more
+        self.left_zombie = False  # our own child exited: its zombie stays on our lists
 
     def adopt(self, p: Pass) -> Pass | None:
         """Take exec ``p`` of the same thread while this gate still traces it: its last exec
@@ -119,22 +121,23 @@ class Gate:
             return self._current
 
 
-def start_gate(
+def gate_job(
     g: Gate, judge: Judge, seized: Seized, finished: Callable[[Result | BaseException], None]
-) -> None:
-    """Run ``g`` through the gate on a new OS thread of its own, then ``finished(result)`` (on
-    that thread). A fresh thread: its waits see this tracee and nothing else (no child, no
-    tracee of an earlier exec), and whatever it leaves when it ends is detached by the kernel.
-    Raises (RuntimeError) when no thread can be started: the exec is then still unanswered."""
+) -> Job:
+    """``g`` through the gate as a job for a tracer thread (``tracers.TracerPool``), then
+    ``finished(result)`` on that thread. The thread may be reused unless the gate left our own
+    child's zombie on its lists, or failed."""
 
-    def body() -> None:
+    def job() -> bool:
         try:
-            result: Result | BaseException = run_gate(g, judge, seized)
+            result = run_gate(g, judge, seized)
         except BaseException as e:  # reported, not raised on a thread nobody joins
-            result = e
+            finished(e)
+            return False
         finished(result)
+        return not g.left_zombie
 
-    threading.Thread(target=body, name=f"exec-gate-{g.tid}", daemon=True).start()
+    return job
 
 
 def run_gate(g: Gate, judge: Judge, seized: Seized) -> Result:
@@ -172,7 +175,7 @@ def _traced(g: Gate, first: Pass, judge: Judge) -> Result:
     if stop is None:
         return Result(Outcome.GONE, last)
     if stop.kind is StopKind.EXITED:
-        _exited(stop.pid, g.tgid)
+        _exited(g, stop.pid)
         return Result(Outcome.GONE, last)
     if stop.kind is StopKind.EXEC:
         return _at_exec(g, stop.pid, last, judge)
@@ -210,16 +213,17 @@ def _wait_exit(g: Gate) -> None:
     """Wait for the killed tracee's exit and reap it if that is ours to do."""
     while (stop := ptrace.next_stop()) is not None:
         if stop.kind is StopKind.EXITED:
-            _exited(stop.pid, g.tgid)
+            _exited(g, stop.pid)
             return
 
 
-def _exited(pid: int, tgid: int) -> None:
+def _exited(g: Gate, pid: int) -> None:
     """An exited tracee: reaped here unless it is our own child, whose exit status is our
-    parent's wait's (see ``kernel.ptrace``)."""
-    if pid == tgid:
+    wait's (see ``kernel.ptrace``)."""
+    if pid == g.tgid:
         try:
-            if proc.ppid(tgid) == os.getpid():
+            if proc.ppid(pid) == os.getpid():
+                g.left_zombie = True
                 return
         except (OSError, ValueError, IndexError):
             return  # reaped already
