@@ -205,6 +205,8 @@ class ExecCalls:
 
 
 def _untraceable(err: int) -> str:
-    if err == errno.EPERM:
-        return "it is traced by another process (or ptrace is not permitted)"
-    return os.strerror(err)
+    if err != errno.EPERM:
+        return os.strerror(err)
+    if proc.yama_ptrace_scope() == 3:
+        return "ptrace is disabled (kernel.yama.ptrace_scope = 3)"
+    return "it is traced by another process"
