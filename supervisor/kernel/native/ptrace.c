@@ -20,4 +20,3 @@ int sv_ptrace_interrupt(int tid) { return (int)ptrace(PTRACE_INTERRUPT, tid, NUL
 int sv_ptrace_detach(int tid, int sig) {
     return (int)ptrace(PTRACE_DETACH, tid, NULL, (void *)(intptr_t)sig);
 }
-
