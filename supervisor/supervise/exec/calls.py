@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import os
 from dataclasses import dataclass
 
@@ -111,7 +112,7 @@ class ExecCalls:
         except BaseException:
             os.close(pidfd)
             raise
-        this = Pass(n.id, expected, _Exec(n, request, decision))
+        this = Pass(functools.partial(reply.resume, ctx, n), expected, _Exec(n, request, decision))
         previous = self.gates.get(n.pid)
         if previous is not None:
             replaced = previous.adopt(this)
@@ -122,7 +123,7 @@ class ExecCalls:
                 self._log_allowed(this)
                 reply.resume(ctx, n)
                 return
-        gate = Gate(ctx.listener, n.pid, tgid, pidfd, this, after=previous)
+        gate = Gate(n.pid, tgid, pidfd, this, after=previous)
         token = trio.lowlevel.current_trio_token()
 
         def judge(p: Pass) -> str | None:  # on the tracer thread

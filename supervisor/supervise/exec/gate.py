@@ -39,7 +39,6 @@ from typing import Any
 from supervisor.kernel import proc, ptrace
 from supervisor.kernel.pidfd import pidfd_send_signal
 from supervisor.kernel.ptrace import StopKind
-from supervisor.kernel.seccomp import ListenerFd
 from supervisor.supervise.exec.tracers import Job
 from supervisor.supervise.exec.verify import Ino
 
@@ -57,7 +56,7 @@ class Pass:
     """One exec let through a gate: its notification, the files it may run, and what the
     caller wants back with the result (its request and decision, for the log)."""
 
-    notif_id: int
+    resume: Callable[[], object]  # CONTINUE its notification (supervise.reply.resume)
     expected: frozenset[Ino]
     about: Any = None
 
@@ -83,7 +82,6 @@ class Gate:
 
     def __init__(
         self,
-        listener: ListenerFd,
         tid: int,
         tgid: int,
         pidfd: int,
@@ -91,7 +89,6 @@ class Gate:
         *,
         after: Gate | None = None,
     ) -> None:
-        self.listener = listener
         self.tid = tid
         self.tgid = tgid
         self.pidfd = pidfd  # of tgid, opened before the CONTINUE; run_gate closes it
@@ -166,7 +163,7 @@ def run_gate(g: Gate, judge: Judge, seized: Seized) -> Result:
 def _traced(g: Gate, first: Pass, judge: Judge) -> Result:
     # False: the thread is gone or its syscall was interrupted (to be restarted and notified
     # again): then no exec runs now, and the stop below lets it go.
-    g.listener.send_continue(first.notif_id)
+    first.resume()
     with contextlib.suppress(ProcessLookupError):  # dead, or already stopped at the exec
         ptrace.interrupt(g.tid)
     # Its pid is the tid until a multithreaded exec makes it the tgid: each stop says which.
