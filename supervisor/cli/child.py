@@ -60,7 +60,9 @@ async def relay_signals(pidfd: int) -> None:
 
 
 async def wait_child(launched: Launched, status: list[int]) -> None:
-    """Reap the child once it exits; its exit code goes to ``status``."""
+    """Reap the child once it exits; its exit code goes to ``status``. Only once its pidfd says
+    it exited: the exec gate's tracer threads live in this process, so a wait for the child
+    before that would also report (and take) its ptrace stops (supervisor/kernel/ptrace.py)."""
     await trio.lowlevel.wait_readable(launched.pidfd)
     _, raw = os.waitpid(launched.pid, 0)
     status.append(exit_code_of(raw))

@@ -334,3 +334,12 @@ def map_id(tid: int, which: str, value: int) -> int | None:
             if inside <= value < inside + count:
                 return outside + value - inside
     return None
+
+
+def yama_ptrace_scope() -> int | None:
+    """YAMA's kernel.yama.ptrace_scope (3: no process may ptrace another); None without YAMA."""
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None

@@ -339,7 +339,7 @@ def exec_note(rule: Rule, execs: frozenset[str]) -> str:
         return ""
     text = (
         f"; {'/'.join(sorted(execs))} are then VERIFIED (the executed file must be the checked "
-        "one, else SIGKILL; a raced exec may run a few ms)"
+        "one, else SIGKILL before its first instruction)"
     )
     if rule.argv:
         text += "; argv is ADVISORY (not re-verified; denials by argv are enforced)"

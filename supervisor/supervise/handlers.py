@@ -46,17 +46,13 @@ class Handler(Protocol):
 @dataclass(frozen=True, slots=True)
 class Handlers:
     table: tuple[Handler, ...]  # in the order the loop asks them
-    # The exec handler is also asked about every notification of a process with an exec still
-    # to be verified (held until the check is done), before any route.
-    exec: ExecCalls
 
 
 def make_handlers(ctx: Context) -> Handlers:
-    exec_calls = ExecCalls(ctx)
     table: tuple[Handler, ...] = (
-        exec_calls,  # execve, execveat under exec rules (supervise/exec/)
+        ExecCalls(ctx),  # execve, execveat under exec rules (supervise/exec/)
         NetCalls(ctx),  # connect, bind, sends, i386 socketcall under address rules (net/)
         AnswerCalls(ctx),  # stat, access, readlink, getxattr under path rules (answers.py)
         FsCalls(ctx),  # rename, unlink, mkdir, chmod, ... performed after a path check (fsops)
     )
-    return Handlers(table, exec_calls)
+    return Handlers(table)

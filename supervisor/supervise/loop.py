@@ -93,7 +93,6 @@ class Supervisor:
         )
         self.counters: Counters = ctx.counters
         self._handlers = make_handlers(ctx)
-        self._exec = self._handlers.exec  # asked before every route (see handle)
         self._names = syscall_names()
         # _route() of each (arch, nr) seen under the current policy.
         self._routes: dict[tuple[int, int], _Route] = {}
@@ -239,12 +238,6 @@ class Supervisor:
             return
         counters.by_syscall[name] += 1
         try:
-            # An allowed exec of this process still to be verified: before anything else
-            # (supervise/exec/). False: killed, the answer is never seen.
-            pending = self._exec.pending
-            if pending and n.pid in pending and not self._exec.before_notification(n):
-                reply.error(ctx, n, errno.EPERM)
-                return
             if kind is _HANDLER:
                 route.handler(n, name)  # supervise/handlers.py
                 return

@@ -49,7 +49,10 @@ def compile_target(name: str) -> Path:
     if not exe.exists() or exe.stat().st_mtime < newest:
         BIN.mkdir(exist_ok=True)
         tmp = exe.with_name(f".{name}.{os.getpid()}.tmp")
-        subprocess.run(["cc", "-O2", "-Wall", "-pthread", "-o", str(tmp), str(src)], check=True)
+        # A first line "/* cflags: ... */" replaces -pthread (a static program without libc).
+        first = src.read_text().split("\n", 1)[0].replace("*/", "")
+        flags = first.split("cflags:", 1)[1].split() if "cflags:" in first else ["-pthread"]
+        subprocess.run(["cc", "-O2", "-Wall", *flags, "-o", str(tmp), str(src)], check=True)
         tmp.rename(exe)
     return exe
 

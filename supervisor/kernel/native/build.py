@@ -32,6 +32,7 @@ SOURCES = [
     "lane.c",
     "answer.c",
     "fsops.c",
+    "ptrace.c",
 ]
 BEGIN, END = "/* cffi:begin */", "/* cffi:end */"
 CFLAGS = ["-Wall", "-Wextra", "-Werror", "-Werror=incompatible-pointer-types"]

@@ -51,6 +51,12 @@ int sv_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 int sv_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 int sv_kcmp(int pid1, int pid2, int type, unsigned long idx1, unsigned long idx2);
 
+/* ---- ptrace.c: the exec gate's tracer (supervisor/kernel/ptrace.py) ---- */
+enum { SV_PTRACE_EVENT_EXEC = 4, SV_PTRACE_EVENT_STOP = 128 };
+int sv_ptrace_seize(int tid);
+int sv_ptrace_interrupt(int tid);
+int sv_ptrace_detach(int tid, int sig);
+
 /* ---- memory.c: target memory, bracketed by ID_VALID ---- */
 long sv_read_checked(int listener, uint64_t id, int pid, uint64_t addr, void *buf, size_t len);
 long sv_read_string_checked(int listener, uint64_t id, int pid, uint64_t addr, char *buf,

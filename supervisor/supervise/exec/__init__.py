@@ -17,31 +17,29 @@ The loop hands these notifications here when Engine.checks_exec(syscall). Steps:
 4. An allow that did look (``Decision.inspected``) cannot be performed by the supervisor: nobody
    can exec on the target's behalf. It is resumed with CONTINUE, and the kernel reads the path
    and argv again: a thread of the target racing those buffers (or a rename racing the file)
-   can make it run something else. So the supervisor VERIFIES the exec:
+   can make it run something else. So the exec goes through the GATE (``gate``):
 
-   - before the CONTINUE it notes the (dev, inode) of the file it checked, of a ``#!`` script's
-     interpreter (read like the kernel reads the first line, resolved in the target's view,
-     nested up to 4 levels), and of the process's current executable; and it opens a pidfd of
-     the process, so that a later kill cannot hit a process that reused the pid;
-   - after the CONTINUE ``/proc/TGID/exe`` is watched until it changes: by a worker thread
-     every 50 us for the first 200 ms (trio's sleeps are rounded up to milliseconds), then by a
-     trio task every 1 ms, backing off to 5 ms after a second and 250 ms after ten; and any
-     notification of the exec-ing thread or of the process is held until the check is done;
-   - the new executable must be one of the noted files, be at the checked path (a package
-     upgrade replaced the file) or be a file the policy allows; otherwise the process, and every
-     process it forked meanwhile, is stopped and killed (SIGKILL through pidfds, the first taken
-     before the CONTINUE) and ``syscall.killed`` is logged with the reason
-     ``exec raced: executed X, checked Y``.
+   - before the CONTINUE the handler notes the (dev, inode) of the file it checked and, for a
+     ``#!`` script, of its interpreter (read like the kernel reads the first line, resolved in
+     the target's view, nested up to 4 levels), and opens a pidfd of the process;
+   - a new OS thread seizes the exec-ing thread (PTRACE_SEIZE with TRACEEXEC and EXITKILL),
+     sends the CONTINUE and PTRACE_INTERRUPT, and waits for the first stop. A successful exec
+     stops in PTRACE_EVENT_EXEC before the new program's first instruction: its
+     /proc/TGID/exe must be one of the noted files, be at the checked path (a package upgrade
+     replaced the file) or be a file the policy allows (asked on the trio thread), and then the
+     thread is detached; otherwise it is SIGKILLed while stopped and ``syscall.killed`` is
+     logged with the reason ``exec raced: executed X, checked Y``. A failed exec stops on its
+     way back (the interrupt) and is detached, a pending signal re-injected;
+   - a thread that cannot be seized (another tracer) is refused with EPERM, not resumed.
+   - when a failed exec returns before the interrupt lands, the thread's next exec can reach
+     us while the gate still traces it: that gate takes it (``Gate.adopt``), no second seize.
 
-   What that leaves (docs/policy.md "Exec rules"): a raced program runs until the poll sees it
-   (typically well under a few milliseconds; its first notified syscall is never answered before
-   the check). The CONTENT of a script is not checked (the interpreter opens the script again by
-   path: that open is decided by the open rules, and performed by the supervisor). The argv is
-   not verified after the exec (the new program can rewrite /proc/PID/cmdline): argv allows are
-   advisory; argv denials are enforced. Re-executing the process's own current executable is
-   not seen as a change (it gains the target nothing it is not already running).
+   What that leaves (docs/policy.md "Exec rules"): the CONTENT of a script is not checked (the
+   interpreter opens the script again by path: that open is decided by the open rules, and
+   performed by the supervisor). The argv is not verified after the exec (the new program can
+   rewrite /proc/PID/cmdline): argv allows are advisory; argv denials are enforced.
 
-Modules: ``calls`` (the handler: decide, resume and verify), ``argv`` (reading the argv),
-``verify`` (what an exec is expected to run, and watching it land); the kill of a raced
-process tree is ``supervisor.target.tree``.
+Modules: ``calls`` (the handler: decide, start the gate, log its outcome), ``argv`` (reading
+the argv), ``verify`` (what an exec is expected to run), ``gate`` (the tracer thread's work;
+the kernel's side is ``supervisor.kernel.ptrace``).
 """

@@ -1,19 +1,22 @@
-"""The exec handler: decide an execve/execveat, resume an inspected allow and verify what it
-ran (see the package docstring)."""
+"""The exec handler: decide an execve/execveat; let an inspected allow through the exec gate
+(``gate``), which verifies what it runs before its first instruction (see the package
+docstring)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import functools
 import os
-import time
+from dataclasses import dataclass
 
 import trio
 
 from supervisor.kernel import proc
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import TargetGone, TargetMemoryError
-from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
+from supervisor.kernel.pidfd import pidfd_open
 from supervisor.kernel.seccomp import Notification
 from supervisor.policy import Action, Decision, Request
 from supervisor.policy.match.argv import EXEC_SYSCALLS
@@ -21,26 +24,37 @@ from supervisor.supervise import reply
 from supervisor.supervise.act import act, allowed
 from supervisor.supervise.context import Context
 from supervisor.supervise.exec.argv import read_argv
-from supervisor.supervise.exec.verify import (
-    PendingExec,
-    exe_or_none,
-    executed_path,
-    expected_files,
-    wait_for_exe_change,
-)
+from supervisor.supervise.exec.gate import Gate, Outcome, Pass, Result, gate_job
+from supervisor.supervise.exec.tracers import TracerPool
+from supervisor.supervise.exec.verify import executed_path, expected_files
 from supervisor.supervise.records import record
 from supervisor.supervise.requests import budget_facts, read_paths
-from supervisor.target.tree import kill_tree
+
+# The tracer threads of every Supervisor of this process: at most 64 execs in the gate at once
+# (more wait, in order, for a thread).
+TRACERS = TracerPool(limit=64)
+
+
+@dataclass(slots=True)
+class _Exec:
+    """What a gate's Pass carries back for the log."""
+
+    n: Notification
+    request: Request
+    decision: Decision
+    logged: bool = False  # counted (and its phase entered): once, by _log_allowed
+
+    @property
+    def name(self) -> str:
+        return self.request.syscall
 
 
 class ExecCalls:
-    """The exec handler of one Supervisor, and the execs it still has to verify."""
+    """The exec handler of one Supervisor."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        # By the tid that exec'd AND by its tgid (after an exec the process has only the tgid).
-        self.pending: dict[int, PendingExec] = {}
-        self._threads = trio.CapacityLimiter(16)  # threads watching execs land
+        self.gates: dict[int, Gate] = {}  # by tid: the gate that traces it
 
     def wants(self, name: str) -> bool:
         return name in EXEC_SYSCALLS and self.ctx.engine.checks_exec(name)
@@ -94,133 +108,106 @@ class ExecCalls:
         try:
             if not ctx.listener.id_valid(n.id):
                 raise TargetGone()  # the pidfd may name another process by now
-            expected = expected_files(ctx.resolver, n.pid, checked_fd)
-            old_exe = exe_or_none(tgid)
+            expected = frozenset(expected_files(ctx.resolver, n.pid, checked_fd))
         except BaseException:
             os.close(pidfd)
             raise
-        pending = PendingExec(
-            n, request, decision, tgid, pidfd, old_exe, expected, request.paths[0]
-        )
-        previous = self.pending.get(tgid)
-        if previous is not None and not previous.done:
-            # Two execs in flight in one process (two threads): whichever lands must be one of
-            # the files checked for either.
-            pending.expected |= previous.expected
-            self._finish(previous)
-        self.pending[tgid] = pending
-        self.pending[n.pid] = pending
-        allowed(ctx, n, request, decision)
-        reply.resume(ctx, n)
-        ctx.spawn(self._watch, pending)
+        this = Pass(functools.partial(reply.resume, ctx, n), expected, _Exec(n, request, decision))
+        previous = self.gates.get(n.pid)
+        if previous is not None:
+            replaced = previous.adopt(this)
+            if replaced is not None:
+                # The gate still traces this thread: it takes this exec too (see Gate.adopt).
+                os.close(pidfd)
+                self._log_allowed(replaced)
+                self._log_allowed(this)
+                reply.resume(ctx, n)
+                return
+        gate = Gate(n.pid, tgid, pidfd, this, after=previous)
+        token = trio.lowlevel.current_trio_token()
 
-    async def _watch(self, p: PendingExec) -> None:
-        try:
-            # First on a worker thread that looks every 50 us (trio's own sleeps are rounded up
-            # to whole milliseconds by epoll): an exec usually completes within a millisecond.
-            # When every watcher thread is busy, straight to the polls below.
-            if self._threads.available_tokens > 0:
-                await trio.to_thread.run_sync(
-                    wait_for_exe_change,
-                    p,
-                    limiter=self._threads,
-                    abandon_on_cancel=True,
-                )
-            delay = 0.001
-            while not p.done:
-                self.check(p, final=False)
-                if p.done:
-                    return
-                await trio.sleep(delay)
-                age = time.monotonic() - p.started
-                delay = 0.001 if age < 1.0 else 0.005 if age < 10.0 else 0.25
-        except trio.Cancelled:
-            self._finish(p)  # the supervisor is stopping: every target is gone
-            raise
-        except Exception as e:  # never take the supervisor down; fail closed: the check failed
-            self.ctx.log.error(
-                "supervisor.internal_error",
-                pid=p.tgid,
-                syscall=p.request.syscall,
-                error=f"{type(e).__name__}: {e}",
+        def judge(p: Pass) -> str | None:  # on the tracer thread
+            return trio.from_thread.run_sync(
+                self._judge, gate.tgid, p.about.request, trio_token=token
             )
-            if not p.done:
-                kill_tree(p.pidfd, p.tgid)
-                self._finish(p)
 
-    def before_notification(self, n: Notification) -> bool:
-        """Called for a notification of a thread or process with an exec pending: check now.
-        False when the process was killed (the caller answers the notification with an
-        error)."""
-        p = self.pending.get(n.pid)
-        if p is None:
-            return True
-        # The exec-ing thread itself making a syscall: its execve has returned.
-        return self.check(p, final=n.pid == p.n.pid)
+        def seized(p: Pass) -> None:  # on the tracer thread, before the CONTINUE
+            if p.about.decision.enters is not None:  # a phase change: before the exec runs
+                trio.from_thread.run_sync(self._log_allowed, p, trio_token=token)
 
-    def check(self, p: PendingExec, *, final: bool) -> bool:
-        """Compare the process's executable with what was checked; kill on a mismatch. Returns
-        False when the process was killed or is gone. ``final``: the exec syscall is over, so
-        an unchanged executable ends the check."""
-        if p.done:
-            return True
+        def finished(result: Result | BaseException) -> None:  # on the tracer thread
+            with contextlib.suppress(trio.RunFinishedError):  # the supervisor has stopped
+                token.run_sync_soon(self._finished, gate, result)
+
+        if this.about.decision.enters is None:
+            self._log_allowed(this)  # now: counted before it runs, like any allow
         try:
-            exe = proc.exe_identity(p.tgid)
-            # The pid still names our process (and so /proc/TGID was its) while the pidfd
-            # can signal it.
-            pidfd_send_signal(p.pidfd, 0)
-        except OSError:
-            self._finish(p)  # exited (or a kernel oddity: no exe): nothing runs
-            return False
-        if exe == p.old_exe:
-            if final:
-                self._finish(p)
-            return True
-        if exe in p.expected or self._allowed_anyway(p):
-            self._finish(p)
-            return True
-        self._kill(p)
-        return False
-
-    def _allowed_anyway(self, p: PendingExec) -> bool:
-        """The executed file differs from the checked one, but its path is the checked path
-        (replaced in between, e.g. by a package upgrade) or one the policy lets through."""
-        path = executed_path(self.ctx.resolver, p.tgid)
-        if path is None:
-            return False
-        if path == p.checked:
-            return True
-        again = self.ctx.engine.peek(dataclasses.replace(p.request, paths=(path,)))
-        return again.action in (Action.ALLOW, Action.LOG)
-
-    def _kill(self, p: PendingExec) -> None:
-        ctx = self.ctx
-        executed = executed_path(ctx.resolver, p.tgid) or "?"
-        kill_tree(p.pidfd, p.tgid)
-        ctx.counters.allowed -= 1
-        ctx.counters.killed += 1
-        decision = Decision(Action.KILL, 0, p.decision.rule, True)
-        record(
-            ctx,
-            "syscall.killed",
-            p.n,
-            p.request,
-            decision,
-            level="error",
-            reason=f"exec raced: executed {executed}, checked {p.checked}",
-        )
-        self._finish(p)
-
-    def _finish(self, p: PendingExec) -> None:
-        if p.done:
+            TRACERS.submit(gate_job(gate, judge, seized, finished))
+        except RuntimeError:  # no thread: nothing was resumed
+            os.close(pidfd)
+            gate.done.set()
+            ctx.counters.allowed -= this.about.logged
+            reply.refuse(ctx, n, request.syscall, errno.EPERM, reason="no tracer thread")
             return
-        p.done = True
-        for key in (p.tgid, p.n.pid):
-            if self.pending.get(key) is p:
-                del self.pending[key]
-        os.close(p.pidfd)
+        self.gates[n.pid] = gate
 
-    def close(self) -> None:
-        """Forget every pending check (the supervisor is stopping)."""
-        for p in list(self.pending.values()):
-            self._finish(p)
+    def _finished(self, gate: Gate, result: Result | BaseException) -> None:
+        """On the trio thread, once the gate let go: log what came of it."""
+        ctx = self.ctx
+        if self.gates.get(gate.tid) is gate:
+            del self.gates[gate.tid]
+        if isinstance(result, BaseException):  # the gate killed the process
+            ctx.log.error(
+                "supervisor.internal_error",
+                pid=gate.tgid,
+                syscall=gate.first.about.name,
+                error=f"{type(result).__name__}: {result}",
+            )
+            return
+        ex = result.last.about
+        outcome = result.outcome
+        if outcome is Outcome.UNTRACEABLE:
+            ctx.counters.allowed -= ex.logged
+            reason = f"cannot stop the exec to verify it: {_untraceable(result.err)}"
+            reply.refuse(ctx, ex.n, ex.name, errno.EPERM, reason=reason)
+            return
+        self._log_allowed(result.last)
+        if outcome is Outcome.KILLED:
+            ctx.counters.allowed -= 1
+            ctx.counters.killed += 1
+            record(
+                ctx,
+                "syscall.killed",
+                ex.n,
+                ex.request,
+                Decision(Action.KILL, 0, ex.decision.rule, True),
+                level="error",
+                reason=f"exec raced: executed {result.executed}, checked {ex.request.paths[0]}",
+            )
+
+    def _log_allowed(self, p: Pass) -> None:
+        """Count and log an exec that was resumed, once (a phase it enters, before it runs)."""
+        ex = p.about
+        if not ex.logged:
+            ex.logged = True
+            allowed(self.ctx, ex.n, ex.request, ex.decision)
+
+    def _judge(self, tgid: int, request: Request) -> str | None:
+        """At the gate's stop, for an executable that is none of the checked files: None when
+        it may run anyway (its path is the checked path: the file was replaced, e.g. by a
+        package upgrade; or a path the policy allows), else its path for the log."""
+        path = executed_path(self.ctx.resolver, tgid)
+        if path is None:
+            return "?"
+        if path == request.paths[0]:
+            return None
+        again = self.ctx.engine.peek(dataclasses.replace(request, paths=(path,)))
+        return None if again.action in (Action.ALLOW, Action.LOG) else path
+
+
+def _untraceable(err: int) -> str:
+    if err != errno.EPERM:
+        return os.strerror(err)
+    if proc.yama_ptrace_scope() == 3:
+        return "ptrace is disabled (kernel.yama.ptrace_scope = 3)"
+    return "it is traced by another process"

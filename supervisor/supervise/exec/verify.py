@@ -1,58 +1,28 @@
-"""What a resumed exec is expected to run, and watching for it to land.
+"""What a resumed exec is expected to run.
 
 ``expected_files``: the (dev, inode) of the checked file and, for a ``#!`` script, of its
 interpreters (read like binfmt_script reads the first line, resolved in the target's view,
-nested up to MAX_INTERPRETERS). ``wait_for_exe_change``: a worker thread's fast poll of the
-process's executable. ``executed_path``: the path of what a process runs, in its own view.
+nested up to MAX_INTERPRETERS): what /proc/TGID/exe may name at the exec gate's stop.
+``executed_path``: the path of what a process runs, in its own view.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import time
-from dataclasses import dataclass, field
 
 from supervisor.kernel import proc
-from supervisor.kernel.seccomp import Notification
-from supervisor.policy import Decision, Request
 from supervisor.target.resolve import PathResolver
 
 BINPRM_BUF_SIZE = 256  # how much of a file the kernel reads to find "#!" and the interpreter
 MAX_INTERPRETERS = 4  # nested #! scripts the kernel follows (binfmt recursion limit)
 _O_READ = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK
-FAST_POLL_SECONDS = 0.2  # how long a worker thread watches for the exec to land
-FAST_POLL_INTERVAL = 0.00005
 
 Ino = tuple[int, int]  # (st_dev, st_ino)
 
 
-@dataclass
-class PendingExec:
-    """An inspected exec that was resumed and whose executed file is still to be checked."""
-
-    n: Notification
-    request: Request
-    decision: Decision
-    tgid: int
-    pidfd: int
-    old_exe: Ino | None
-    expected: set[Ino]
-    checked: str  # the program path that was checked, for the log
-    started: float = field(default_factory=time.monotonic)
-    done: bool = False
-
-
 def ino(st: os.stat_result) -> Ino:
     return (st.st_dev, st.st_ino)
-
-
-def exe_or_none(tgid: int) -> Ino | None:
-    """The executable of ``tgid`` now; None when it cannot be read."""
-    try:
-        return proc.exe_identity(tgid)
-    except OSError:
-        return None
 
 
 def interpreter(fd: int) -> bytes | None:
@@ -100,21 +70,6 @@ def expected_files(resolver: PathResolver, pid: int, fd: int) -> set[Ino]:
         for o in opened:
             os.close(o)
     return expected
-
-
-def wait_for_exe_change(p: PendingExec) -> None:
-    """Return once the executable of p.tgid is not the old one (or is gone), the check is done
-    (read racily: a bool), or after FAST_POLL_SECONDS. On a worker thread."""
-    tgid = p.tgid
-    old = p.old_exe
-    deadline = time.monotonic() + FAST_POLL_SECONDS
-    while not p.done and time.monotonic() < deadline:
-        try:
-            if proc.exe_identity(tgid) != old:
-                return
-        except OSError:
-            return
-        time.sleep(FAST_POLL_INTERVAL)
 
 
 def executed_path(resolver: PathResolver, tgid: int) -> str | None:
