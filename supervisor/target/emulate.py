@@ -84,6 +84,7 @@ class PreparedOpen:
     _mode: int
     _creds: Creds
     _trailing_slash: bool
+    _as_supervisor: bool = False  # the target's own fd directory (procfs.check_open)
 
     def close(self) -> None:
         """Release our O_PATH fd when ``open`` is not called."""
@@ -131,6 +132,12 @@ class PreparedOpen:
             raise _err(errno.EISDIR)
         drop = os.O_NOFOLLOW | os.O_CLOEXEC | (_CREATE_ONLY if flags & os.O_CREAT else 0)
         reopen = (flags & ~drop) | os.O_CLOEXEC | os.O_NOCTTY
+        if self._as_supervisor:
+            # Only a directory of procfs the kernel lets the target read whatever its mode
+            # (procfs.check_open), opened for reading: the same grant, no more.
+            if reopen & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND) or not is_dir:
+                raise _err(errno.EACCES)
+            return os.open(fd_path(r.fd), reopen)
         with as_creds(creds):
             return os.open(fd_path(r.fd), reopen)
 
@@ -169,13 +176,14 @@ def prepare_open(
     # O_CREAT|O_EXCL never follows a final symlink: an existing one, even dangling, is EEXIST.
     follow = not flags & os.O_NOFOLLOW and not (create and flags & os.O_EXCL)
     r = resolver.resolve(tid, dirfd, path, follow=follow, resolve_flags=resolve_flags, creds=creds)
+    as_supervisor = False
     try:
         if not allowed(r.full_path):
             raise Refused(r.full_path)
         if r.exists or create or tmpfile:
             # The open runs in the supervisor: another process's /proc/PID files that check
             # the opener would check us (supervisor/procfs.py).
-            check_open(tid, r)
+            as_supervisor = check_open(tid, r)
     except BaseException:
         r.close()
         raise
@@ -192,4 +200,5 @@ def prepare_open(
         _mode=mode,
         _creds=creds,
         _trailing_slash=path.endswith(b"/"),
+        _as_supervisor=as_supervisor,
     )

@@ -168,27 +168,35 @@ def _place(t: TargetView, r: Resolved, st: FdStat) -> tuple[int | None, list[str
             os.close(d)
 
 
-def check_open(tid: int, r: Resolved) -> None:
+def check_open(tid: int, r: Resolved) -> bool:
     """Raise EACCES (an OSError) when opening ``r`` for thread ``tid`` from the supervisor would
     reach a per-process procfs entry the kernel would check against the supervisor: any entry of
     the supervisor's own /proc/PID, and entries of other processes not in
-    ``OTHER_PROCESS_ENTRIES``. Objects off procfs, and the target's own /proc/PID, pass."""
+    ``OTHER_PROCESS_ENTRIES``. Objects off procfs, and the target's own /proc/PID, pass.
+
+    True when the open must be made with the SUPERVISOR's credentials to grant what the kernel
+    grants the target: its own fd directories (/proc/TGID/fd, /proc/TGID/task/TID/fd). The kernel
+    lets a thread group into its own fd directories whatever their mode and owner
+    (proc_fd_permission: ``task_tgid(current) == proc_pid(inode)``); a non-dumpable process's are
+    root's, mode 0500, so under the target's credentials alone (a container's root in a user
+    namespace of its own has no capability over them) the supervisor would get EACCES where the
+    target itself does not (runc's init lists /proc/self/fd after its filter is installed)."""
     if r.off_proc:
-        return  # the resolver's fast paths saw it is not on procfs
+        return False  # the resolver's fast paths saw it is not on procfs
     st = fd_stat(r.fd)
     if not st.is_proc:
-        return
+        return False
     t = TargetView(tid, own_root())
     try:
-        _check(t, r, st)
+        return _check(t, r, st)
     finally:
         t.close()
 
 
-def _check(t: TargetView, r: Resolved, st: FdStat) -> None:
+def _check(t: TargetView, r: Resolved, st: FdStat) -> bool:
     proc_root, names = _place(t, r, st)
     if not names or not names[0].isdigit():
-        return  # /proc itself, /proc/meminfo, /proc/sys/...: not a process's
+        return False  # /proc itself, /proc/meminfo, /proc/sys/...: not a process's
     if proc_root is None:
         raise _refuse("per-process procfs entry on a partial mount of procfs")
     pid = names[0]
@@ -199,14 +207,19 @@ def _check(t: TargetView, r: Resolved, st: FdStat) -> None:
     if ids is not None:
         tgid = str(ids[0])
         if pid == tgid or _exists(proc_root, f"{tgid}/task/{pid}"):
-            return  # the target's own thread group: the kernel lets it in
+            # The target's own thread group: the kernel lets it in (its fd directories even
+            # against their mode: see check_open).
+            rest = names[1:]
+            return pid == tgid and (
+                rest == ["fd"] or (len(rest) == 3 and rest[0] == "task" and rest[2] == "fd")
+            )
     rest = names[1:]
     if rest[:1] == ["task"]:
         if len(rest) == 1:
-            return  # listing the threads
+            return False  # listing the threads
         if not rest[1].isdigit():
             raise _refuse("another process's procfs entry")
         rest = rest[2:]
     if not rest or (len(rest) == 1 and rest[0] in OTHER_PROCESS_ENTRIES):
-        return
+        return False
     raise _refuse("another process's procfs entry")

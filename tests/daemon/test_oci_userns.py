@@ -65,14 +65,6 @@ def test_without_supervision_the_file_is_out_of_reach(open_dir: Path, runc: Runc
     assert "TOPSECRET" not in got.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runc init opens /proc/self/fd (to mark its fds close-on-exec) after installing "
-    "the filter; the supervisor performs that open with the target's credentials, which have "
-    "no capability outside the daemon's user namespace, on a non-dumpable process: EACCES, "
-    "and runc fails ('open /proc/self/fd: permission denied'). Emulated opens of a target's "
-    "own /proc entries need a fix in target/",
-)
 def test_performed_opens_get_no_host_capabilities(
     tmp_path: Path,
     open_dir: Path,
