@@ -38,7 +38,6 @@ import contextlib
 import os
 import signal
 import socket
-import stat
 from dataclasses import dataclass, field
 
 import trio
@@ -62,6 +61,7 @@ from supervisor.daemon.handover import (
     read_handover,
     seccomp_fd,
 )
+from supervisor.daemon.listen import listen_unix
 from supervisor.daemon.protocol import ProtocolError, RequestError, close_fds
 from supervisor.kernel import proc
 from supervisor.kernel.pidfd import pidfd_open, pidfd_send_signal
@@ -82,30 +82,7 @@ class OciConfig:
 def open_oci_socket(path: str) -> socket.socket:
     """Create, bind and listen on the OCI socket at ``path`` (0600: only root, the runtime,
     may connect). A stale socket file is replaced; a live one is an error."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-    if os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise OSError(f"{path} exists and is not a socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
-            try:
-                probe.connect(path)
-            except OSError:
-                os.unlink(path)
-            else:
-                raise OSError(f"a daemon already listens on {path}")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        old = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        sock.listen(64)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return listen_unix(path, 0o600)
 
 
 @dataclass

@@ -30,7 +30,6 @@ import os
 import resource
 import signal
 import socket
-import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from supervisor.daemon.connection import (
     peer_credentials,
     send_now,
 )
+from supervisor.daemon.listen import listen_unix
 from supervisor.daemon.ops import op_for
 from supervisor.daemon.policies import PolicyStore
 from supervisor.daemon.protocol import ProtocolError, RequestError
@@ -82,36 +82,7 @@ def open_control_socket(path: str, group: str | None = None) -> socket.socket:
     """Create, bind and listen on the control socket at ``path``: its directory created 0755,
     the socket 0660, owned by ``group`` when given. A stale socket file (no daemon answers) is
     replaced; a live one is an error (another daemon runs)."""
-    gid = group_id(group)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    if os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise OSError(f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # stale: nobody listens
-        else:
-            raise OSError(f"a daemon already listens on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        old = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o660)
-        if gid is not None:
-            os.chown(path, -1, gid)
-        sock.listen(64)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return listen_unix(path, 0o660, group_id(group))
 
 
 def adopt_control_socket(fd: int) -> socket.socket:
