@@ -23,6 +23,7 @@ from supervisor.kernel import proc
 from supervisor.kernel.creds import read_creds
 from supervisor.kernel.lane import RESOLVED_CLOSED, raw_path, resolved_path
 from supervisor.kernel.memory import TargetGone, TargetMemoryError
+from supervisor.kernel.pidfd import pidfd_open
 from supervisor.kernel.seccomp import Notification
 from supervisor.policy import Follow, PathArg, Request, path_args
 from supervisor.supervise import reply
@@ -256,3 +257,17 @@ def follows(spec: PathArg, flags: int) -> bool:
 
 def _join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if name else parent
+
+
+def process_pidfd(ctx: Context, n: Notification) -> tuple[int, int]:
+    """(tgid, a pidfd of it) for the process of the notifying thread. When either cannot be had,
+    TargetGone if ID_VALID says the thread went away; otherwise the failure is ours (EMFILE...)
+    and the OSError is raised, to be answered as an internal error, never left waiting. The
+    caller checks ID_VALID again once it holds the pidfd (the tid may have been reused)."""
+    try:
+        tgid = proc.tgid(n.pid)
+        return tgid, pidfd_open(tgid)
+    except OSError:
+        if not ctx.listener.id_valid(n.id):
+            raise TargetGone() from None
+        raise

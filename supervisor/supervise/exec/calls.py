@@ -16,7 +16,6 @@ import trio
 from supervisor.kernel import proc
 from supervisor.kernel.filter import arch_name
 from supervisor.kernel.memory import TargetGone, TargetMemoryError
-from supervisor.kernel.pidfd import pidfd_open
 from supervisor.kernel.seccomp import Notification
 from supervisor.policy import Action, Decision, Request
 from supervisor.policy.match.argv import EXEC_SYSCALLS
@@ -28,7 +27,7 @@ from supervisor.supervise.exec.gate import Gate, Outcome, Pass, Result, gate_job
 from supervisor.supervise.exec.tracers import TracerPool
 from supervisor.supervise.exec.verify import executed_path, expected_files
 from supervisor.supervise.records import record
-from supervisor.supervise.requests import budget_facts, read_paths
+from supervisor.supervise.requests import budget_facts, process_pidfd, read_paths
 
 # The tracer threads of every Supervisor of this process: at most 64 execs in the gate at once
 # (more wait, in order, for a thread).
@@ -96,15 +95,7 @@ class ExecCalls:
         self, n: Notification, request: Request, decision: Decision, checked_fd: int
     ) -> None:
         ctx = self.ctx
-        try:
-            tgid = proc.tgid(n.pid)
-            pidfd = pidfd_open(tgid)
-        except OSError:
-            # Gone, or a failure of ours (EMFILE...): that one is answered (EPERM), never left
-            # waiting for ever.
-            if not ctx.listener.id_valid(n.id):
-                raise TargetGone() from None
-            raise
+        tgid, pidfd = process_pidfd(ctx, n)
         try:
             if not ctx.listener.id_valid(n.id):
                 raise TargetGone()  # the pidfd may name another process by now

@@ -15,7 +15,6 @@ import os
 import socket
 import stat
 
-from supervisor.kernel import proc
 from supervisor.kernel.creds import read_creds
 from supervisor.kernel.memory import PATH_MAX, TargetGone
 from supervisor.kernel.pidfd import PIDFD_THREAD, pidfd_getfd, pidfd_open
@@ -34,7 +33,7 @@ from supervisor.policy.match.sockaddr import (
     parse_sockaddr,
 )
 from supervisor.supervise.context import Context
-from supervisor.supervise.requests import int32
+from supervisor.supervise.requests import int32, process_pidfd
 from supervisor.target.resolve import Resolved
 
 MAX_DATAGRAM = 0xFFFF  # udp_sendmsg, raw_sendmsg, ping: longer is EMSGSIZE
@@ -144,12 +143,8 @@ def target_socket(ctx: Context, n: Notification, fd: int) -> int:
             if not ctx.listener.id_valid(n.id):
                 raise TargetGone() from None
             raise  # ours (EMFILE...): answered as an internal error
-        try:  # an older kernel: the process (threads share their fd table as a rule)
-            pidfd = pidfd_open(proc.tgid(n.pid))
-        except OSError:
-            if not ctx.listener.id_valid(n.id):
-                raise TargetGone() from None
-            raise
+        # An older kernel: the process (threads share their fd table as a rule).
+        _, pidfd = process_pidfd(ctx, n)
     try:
         if not ctx.listener.id_valid(n.id):
             raise TargetGone()  # the tid may name another process by now
