@@ -8,21 +8,10 @@ import pytest
 
 from supervisor.policy import PolicyError, load_policy, parse_policy
 from supervisor.policy.capabilities import CAPABILITY_NUMBERS, Capabilities
+from tests.helpers.run import DEFAULT_DROPS as REQUIRED
 
 POLICIES = pathlib.Path(__file__).resolve().parents[2] / "policies"
 HEAD = 'version = 1\ndefault = "allow"\n'
-REQUIRED = [
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_BOOT",
-    "CAP_MAC_ADMIN",
-    "CAP_NET_ADMIN",
-    "CAP_BPF",
-    "CAP_PERFMON",
-    "CAP_SYSLOG",
-]
 
 
 def caps(table: str) -> Capabilities:

@@ -6,20 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from supervisor.policy.capabilities import CAPABILITY_NUMBERS
-from tests.helpers.run import Supervise, policy_text
+from tests.helpers.run import DEFAULT_DROPS, Supervise, policy_text
 
-DEFAULT_DROPS = [
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_BOOT",
-    "CAP_MAC_ADMIN",
-    "CAP_NET_ADMIN",
-    "CAP_BPF",
-    "CAP_PERFMON",
-    "CAP_SYSLOG",
-]
 SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 STATUS = ["sh", "-c", "grep -E '^Cap' /proc/self/status; cat /proc/self/status >/dev/null"]
 
